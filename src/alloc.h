@@ -1,0 +1,58 @@
+/* The fast paths of malloc and free, inlined into both the hm_ API and the
+ * standard names. DESIGN.md invariant 3: no atomic read-modify-write, no
+ * lock, no system call here. */
+#ifndef HM_ALLOC_H
+#define HM_ALLOC_H
+
+#include "pagemap.h"
+#include "tcache.h"
+
+void *hm_alloc_slow(size_t size);
+/* The glibc extensions, for the override layer. */
+void *hm_memalign(size_t alignment, size_t size);
+void *hm_valloc(size_t size);
+void *hm_pvalloc(size_t size);
+void hm_free_slow(void *p, const char *func);
+
+static inline void *hm_alloc_inline(size_t size)
+{
+  hm_tcache *tc = hm_tls;
+  if (hm_likely(size <= HM_LUT_MAX)) {
+    hm_bin *bin = &tc->bins[hm_class_lut[(size + 15) >> 4]];
+    hm_block *b = bin->free;
+    if (hm_likely(b != NULL)) {
+      bin->free = b->next;
+      b->key = 0;
+      bin->mallocs++;
+      return b;
+    }
+  }
+  return hm_alloc_slow(size);
+}
+
+/* A block of a span this thread owns, freed exactly at its start and not
+ * marked free already, goes on the bin's list; anything else (remote, large,
+ * over-aligned, invalid, double) is sorted out by the slow path. */
+static inline void hm_free_inline(void *p)
+{
+  if (p == NULL)
+    return;
+  hm_span *s = hm_pagemap_header(p);
+  hm_tcache *tc = hm_tls;
+  if (hm_likely(s != NULL && atomic_load_explicit(&s->owner, memory_order_relaxed) == tc)) {
+    hm_block *b = p;
+    if (hm_likely(hm_span_block_index(s, p) != UINT32_MAX &&
+                  (uint8_t *)p < atomic_load_explicit(&s->bump, memory_order_relaxed) &&
+                  b->key != hm_free_key)) {
+      hm_bin *bin = &tc->bins[s->cls];
+      b->next = bin->free;
+      b->key = hm_free_key;
+      bin->free = b;
+      bin->frees++;
+      return;
+    }
+  }
+  hm_free_slow(p, "free");
+}
+
+#endif

@@ -1,0 +1,50 @@
+#include "init.h"
+
+#include "config.h"
+#include "size_class.h"
+#include "tcache.h"
+
+uint64_t hm_free_key;
+
+enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
+static _Atomic int init_state;
+
+/* Nothing to lock: every shared structure is lock-free, so a fork child
+ * sees each one in a consistent state. Only start-up must not be caught
+ * half-way. */
+static void fork_prepare(void)
+{
+  while (atomic_load_explicit(&init_state, memory_order_acquire) == INIT_RUNNING)
+    hm_cpu_pause();
+}
+
+static void fork_parent(void)
+{
+}
+
+static void fork_child(void)
+{
+  hm_tcache_fork_child();
+}
+
+void hm_process_init(void)
+{
+  if (atomic_load_explicit(&init_state, memory_order_acquire) == INIT_DONE)
+    return;
+  int expected = INIT_NONE;
+  if (!atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
+    /* Another thread is starting the process: the once-per-process wait
+     * DESIGN.md allows. */
+    while (atomic_load_explicit(&init_state, memory_order_acquire) != INIT_DONE)
+      hm_cpu_pause();
+    return;
+  }
+  /* First what re-entrant allocations need (the key and the class table),
+   * then the calls into libc that may allocate. */
+  hm_free_key = hm_os_random();
+  hm_size_class_init();
+  hm_config_read();
+  hm_os_thread_exit_init(hm_tcache_thread_exit);
+  hm_os_atfork(fork_prepare, fork_parent, fork_child);
+  atomic_store_explicit(&init_state, INIT_DONE, memory_order_release);
+}

@@ -1,0 +1,128 @@
+#include "large.h"
+
+#include <errno.h>
+
+#include "arena.h"
+#include "pagemap.h"
+#include "stats.h"
+
+static size_t granules_for(size_t bytes)
+{
+  return (bytes + HM_GRANULE - 1) >> HM_GRANULE_SHIFT;
+}
+
+static size_t header_granules(const hm_span *s)
+{
+  return (size_t)((uintptr_t)s->blocks - (uintptr_t)s) / HM_GRANULE + 1;
+}
+
+static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t align)
+{
+  s->kind = kind;
+  s->arena = a;
+  s->size = bytes;
+  s->granules = (uint32_t)granules_for(bytes);
+  s->blocks = (uint8_t *)hm_align_up((uintptr_t)s + HM_HEADER_SIZE, align);
+  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+  atomic_store_explicit(&s->state, HM_SPAN_LIVE, memory_order_relaxed);
+  if (!hm_pagemap_set(s, s, header_granules(s)))
+    return NULL;
+  bool large = kind == HM_KIND_LARGE;
+  atomic_fetch_add_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
+                            memory_order_relaxed);
+  hm_stats_count_direct(hm_large_usable(s));
+  return s->blocks;
+}
+
+void *hm_large_alloc(size_t size, size_t align)
+{
+  /* The worst-case offset of the user pointer from the header. */
+  size_t offset = hm_align_up(HM_HEADER_SIZE, align);
+  if (offset > PTRDIFF_MAX - HM_GRANULE || size > PTRDIFF_MAX - HM_GRANULE - offset) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  hm_arena *a = hm_arena_for_node(-1);
+  size_t granules = granules_for(offset + size);
+  void *p = NULL;
+  if (granules <= HM_RUN_MAX) {
+    hm_span *s = hm_arena_alloc_run(a, granules);
+    if (s != NULL) {
+      /* The run is only granule-aligned: give back what the real offset
+       * did not need. */
+      size_t real = (hm_align_up((uintptr_t)s + HM_HEADER_SIZE, align) - (uintptr_t)s) + size;
+      size_t needed = granules_for(real);
+      if (needed < granules)
+        hm_arena_shrink_run(s, granules, needed);
+      p = finish(s, a, HM_KIND_LARGE, needed * HM_GRANULE, align);
+      if (p == NULL)
+        hm_arena_free_run(s, needed);
+    }
+  } else {
+    size_t bytes = granules * HM_GRANULE;
+    hm_span *s = hm_os_reserve(bytes, align > HM_GRANULE ? align : HM_GRANULE, true);
+    if (s != NULL) {
+      p = finish(s, a, HM_KIND_HUGE, bytes, align);
+      if (p == NULL)
+        hm_os_release(s, bytes);
+    }
+  }
+  if (p == NULL)
+    errno = ENOMEM;
+  return p;
+}
+
+size_t hm_large_usable(const hm_span *s)
+{
+  return (size_t)((const uint8_t *)s + s->size - s->blocks);
+}
+
+void hm_large_free(hm_span *s, const void *p, const char *func)
+{
+  if (p != s->blocks)
+    hm_fatal(func, "invalid pointer", p);
+  uint32_t expected = HM_SPAN_LIVE;
+  if (!atomic_compare_exchange_strong(&s->state, &expected, HM_SPAN_FREED))
+    hm_fatal(func, "double free", p);
+  hm_arena *a = s->arena;
+  bool large = s->kind == HM_KIND_LARGE;
+  size_t bytes = s->size;
+  hm_stats_count_direct_free(hm_large_usable(s));
+  atomic_fetch_sub_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
+                            memory_order_relaxed);
+  hm_pagemap_clear(s, header_granules(s));
+  if (large)
+    hm_arena_free_run(s, bytes / HM_GRANULE);
+  else
+    hm_os_release(s, bytes);
+}
+
+bool hm_large_resize(hm_span *s, size_t size)
+{
+  size_t offset = (size_t)(s->blocks - (uint8_t *)s);
+  if (size > PTRDIFF_MAX - offset - HM_GRANULE)
+    return false;
+  size_t needed = granules_for(offset + size);
+  size_t have = s->size / HM_GRANULE;
+  if (needed == have)
+    return true;
+  if (s->kind == HM_KIND_HUGE) {
+    /* Shrink by unmapping the tail; growing needs a new mapping. */
+    if (needed > have)
+      return false;
+    hm_os_release((uint8_t *)s + needed * HM_GRANULE, (have - needed) * HM_GRANULE);
+  } else if (needed < have) {
+    hm_arena_shrink_run(s, have, needed);
+  } else if (needed > HM_RUN_MAX || !hm_arena_grow_run(s, have, needed)) {
+    return false;
+  }
+  hm_stats_resize(hm_large_usable(s), hm_large_usable(s) + (needed - have) * HM_GRANULE);
+  hm_arena *a = s->arena;
+  _Atomic size_t *bytes = s->kind == HM_KIND_LARGE ? &a->large_bytes : &a->huge_bytes;
+  atomic_fetch_add_explicit(bytes, (needed - have) * HM_GRANULE, memory_order_relaxed);
+  s->size = needed * HM_GRANULE;
+  s->granules = (uint32_t)needed;
+  return true;
+}

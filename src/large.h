@@ -1,0 +1,18 @@
+/* Blocks too big for a span. A large block (up to HM_RUN_MAX granules,
+ * header included) is a run of granules from an arena region; a huge block
+ * is a mapping of its own. Both start with an hm_span header whose `blocks`
+ * is the user pointer; the page map covers the granules from the header to
+ * the user pointer, so a free of an interior pointer is refused. */
+#ifndef HM_LARGE_H
+#define HM_LARGE_H
+
+#include "span.h"
+
+/* `align` is a power of two, at least HM_MIN_ALIGN. */
+void *hm_large_alloc(size_t size, size_t align);
+void hm_large_free(hm_span *s, const void *p, const char *func);
+size_t hm_large_usable(const hm_span *s);
+/* Resizes in place; false if the block must move. */
+bool hm_large_resize(hm_span *s, size_t size);
+
+#endif

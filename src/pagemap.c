@@ -1,0 +1,46 @@
+#include "pagemap.h"
+
+hm_pagemap_leaf *_Atomic hm_pagemap_top[(size_t)1 << HM_PAGEMAP_BITS];
+
+static hm_pagemap_leaf *leaf_of(uintptr_t a, bool create)
+{
+  _Atomic(hm_pagemap_leaf *) *slot = &hm_pagemap_top[a >> (HM_GRANULE_SHIFT + HM_PAGEMAP_BITS)];
+  hm_pagemap_leaf *leaf = atomic_load_explicit(slot, memory_order_acquire);
+  if (leaf != NULL || !create)
+    return leaf;
+  hm_pagemap_leaf *fresh = hm_os_reserve(sizeof(hm_pagemap_leaf), HM_GRANULE, true);
+  if (fresh == NULL)
+    return NULL;
+  if (atomic_compare_exchange_strong_explicit(slot, &leaf, fresh, memory_order_acq_rel,
+                                              memory_order_acquire))
+    return fresh;
+  hm_os_release(fresh, sizeof(hm_pagemap_leaf)); /* another thread won */
+  return leaf;
+}
+
+static bool set_range(const void *header, const void *first, size_t count, bool clear)
+{
+  uintptr_t head = (uintptr_t)header >> HM_GRANULE_SHIFT;
+  uintptr_t g = (uintptr_t)first >> HM_GRANULE_SHIFT;
+  for (size_t i = 0; i < count; i++, g++) {
+    uintptr_t a = g << HM_GRANULE_SHIFT;
+    if (a >> (HM_GRANULE_SHIFT + 2 * HM_PAGEMAP_BITS))
+      return false;
+    hm_pagemap_leaf *leaf = leaf_of(a, !clear);
+    if (leaf == NULL)
+      return clear;
+    uint32_t e = clear ? 0 : (uint32_t)(g - head + 1);
+    atomic_store_explicit(&(*leaf)[g & (HM_PAGEMAP_LEAF_ENTRIES - 1)], e, memory_order_relaxed);
+  }
+  return true;
+}
+
+bool hm_pagemap_set(const void *header, const void *first, size_t count)
+{
+  return set_range(header, first, count, false);
+}
+
+void hm_pagemap_clear(const void *first, size_t count)
+{
+  set_range(NULL, first, count, true);
+}

@@ -1,0 +1,125 @@
+#include "span.h"
+
+#include "arena.h"
+
+void hm_span_format(hm_span *s, unsigned cls)
+{
+  uint32_t size = hm_class_size[cls];
+  s->cls = (uint16_t)cls;
+  s->block_size = size;
+  s->magic = hm_span_magic(size);
+  s->blocks = (uint8_t *)s + HM_HEADER_SIZE;
+  s->end = s->blocks + (size_t)hm_class_capacity(cls) * size;
+  atomic_store_explicit(&s->bump, s->blocks, memory_order_relaxed);
+  s->local_free = NULL;
+  atomic_store_explicit(&s->aligned, 0, memory_order_relaxed);
+  atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
+  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+  atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
+}
+
+/* Carves about a page worth of never-used blocks: touching the whole span at
+ * once would make a span's worth of memory resident for one block. */
+static hm_block *span_carve(hm_span *s)
+{
+  uint8_t *bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
+  size_t left = (size_t)(s->end - bump) / s->block_size;
+  if (left == 0)
+    return NULL;
+  size_t n = 4096 / s->block_size;
+  if (n == 0)
+    n = 1;
+  if (n > left)
+    n = left;
+  hm_block *first = (hm_block *)bump;
+  for (size_t i = 0; i + 1 < n; i++, bump += s->block_size)
+    ((hm_block *)bump)->next = (hm_block *)(bump + s->block_size);
+  ((hm_block *)bump)->next = NULL;
+  atomic_store_explicit(&s->bump, bump + s->block_size, memory_order_relaxed);
+  return first;
+}
+
+hm_block *hm_span_collect(hm_span *s)
+{
+  hm_block *list = s->local_free;
+  if (list != NULL) {
+    s->local_free = NULL;
+    return list;
+  }
+  /* Reuse before carving: it keeps the resident set small. */
+  if (atomic_load_explicit(&s->remote, memory_order_relaxed) != NULL)
+    return atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
+  return span_carve(s);
+}
+
+/* Whether every block is free: nobody can then free into the span (a second
+ * free of a free block is a double free), so it may be reused for any class. */
+static bool span_all_free(hm_span *s, const hm_block *free_list)
+{
+  if (atomic_load_explicit(&s->remote, memory_order_acquire) != NULL)
+    return false;
+  size_t count = 0;
+  for (; free_list != NULL; free_list = free_list->next)
+    count++;
+  uint8_t *bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
+  return count == (size_t)(bump - s->blocks) / s->block_size;
+}
+
+void hm_span_release(hm_span *s, hm_block *free_list)
+{
+  s->local_free = free_list;
+  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+  if (span_all_free(s, free_list)) {
+    hm_arena_push_empty(s);
+  } else if (free_list != NULL || atomic_load_explicit(&s->bump, memory_order_relaxed) < s->end) {
+    atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
+    hm_arena_push_partial(s);
+  } else {
+    hm_span_detach(s, false);
+  }
+}
+
+bool hm_span_detach(hm_span *s, bool keep_if_freed)
+{
+  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+  /* Dekker with hm_span_free_remote: we publish DETACHED then look for
+   * remote frees; a freer publishes its block then looks at the state. In
+   * the seq_cst order one of the two sees the other, and the state CAS picks
+   * exactly one of us to take care of the span. */
+  atomic_store_explicit(&s->state, HM_SPAN_DETACHED, memory_order_seq_cst);
+  if (atomic_load_explicit(&s->remote, memory_order_seq_cst) == NULL)
+    return false;
+  uint32_t expected = HM_SPAN_DETACHED;
+  uint32_t next = keep_if_freed ? HM_SPAN_OWNED : HM_SPAN_LISTED;
+  if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, next, memory_order_acq_rel,
+                                               memory_order_relaxed))
+    return false;
+  if (keep_if_freed)
+    return true;
+  hm_arena_push_partial(s);
+  return false;
+}
+
+void hm_span_free_remote(hm_span *s, hm_block *b)
+{
+  b->key = hm_free_key;
+  hm_block *head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+  do {
+    b->next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, b, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+  if (atomic_load_explicit(&s->state, memory_order_seq_cst) != HM_SPAN_DETACHED)
+    return;
+  uint32_t expected = HM_SPAN_DETACHED;
+  if (atomic_compare_exchange_strong_explicit(&s->state, &expected, HM_SPAN_LISTED,
+                                              memory_order_acq_rel, memory_order_relaxed))
+    hm_arena_push_partial(s);
+}
+
+bool hm_block_list_contains(const hm_block *list, const hm_block *b)
+{
+  for (; list != NULL; list = list->next)
+    if (list == b)
+      return true;
+  return false;
+}

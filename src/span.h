@@ -1,0 +1,81 @@
+/* A span: one or more granules holding blocks of one size class, with the
+ * header at its start. Large runs and huge mappings carry the same header
+ * (kind LARGE / HUGE) so that free finds any block through the page map.
+ *
+ * Ownership (DESIGN.md invariant 2): a span belongs to one thread cache
+ * (state OWNED, `owner` set), to an arena list (LISTED or EMPTY), or to
+ * nobody (DETACHED: it was full when its owner let it go). Only the owner
+ * touches the local free list. Any thread pushes on `remote`; the thread that
+ * pushes the first block on a DETACHED span moves it to the arena's partial
+ * list, so no span is ever lost. */
+#ifndef HM_SPAN_H
+#define HM_SPAN_H
+
+#include "stack.h"
+
+struct hm_tcache;
+struct hm_arena;
+
+enum hm_span_kind { HM_KIND_SMALL = 1, HM_KIND_LARGE, HM_KIND_HUGE };
+enum hm_span_state {
+  HM_SPAN_OWNED = 1,
+  HM_SPAN_LISTED,
+  HM_SPAN_DETACHED,
+  HM_SPAN_EMPTY,
+  HM_SPAN_LIVE, /* a large or huge block in use */
+  HM_SPAN_FREED /* a large or huge block freed */
+};
+
+typedef struct hm_span {
+  /* First cache line: what free reads. */
+  hm_link link; /* on an arena stack; must stay first */
+  struct hm_tcache *_Atomic owner;
+  uint8_t *blocks; /* first block (small) or the user pointer (large/huge) */
+  uint8_t *_Atomic bump; /* blocks below were handed out at least once */
+  uint8_t *end;          /* end of the last block */
+  hm_block *local_free;  /* free blocks while nobody owns the span */
+  uint32_t block_size;
+  uint32_t magic; /* 2^32 / block_size, rounded up: division by multiply */
+  uint32_t granules;
+  uint16_t cls;
+  uint8_t kind;
+  _Atomic uint8_t aligned; /* has handed out interior (over-aligned) pointers */
+
+  /* Second cache line: what other threads write, and slow-path fields. */
+  hm_block *_Atomic remote __attribute__((aligned(HM_CACHE_LINE)));
+  _Atomic uint32_t state;
+  struct hm_arena *arena;
+  size_t size; /* large/huge: bytes of the run or mapping */
+} hm_span;
+
+_Static_assert(sizeof(hm_span) <= HM_HEADER_SIZE, "span header too big");
+
+static inline uint32_t hm_span_magic(uint32_t size)
+{
+  return (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+}
+
+/* The block index of `p` when `p` is exactly a block start, else UINT32_MAX.
+ * Exact for every offset below 2^32 that is a multiple of the block size. */
+static inline uint32_t hm_span_block_index(const hm_span *s, const void *p)
+{
+  uint64_t off = (uint64_t)((const uint8_t *)p - s->blocks);
+  uint64_t idx = (off * s->magic) >> 32;
+  return idx * s->block_size == off ? (uint32_t)idx : UINT32_MAX;
+}
+
+void hm_span_format(hm_span *s, unsigned cls);
+/* Free blocks for the span's owner, as a list: the local list, else what
+ * other threads freed, else fresh blocks carved from the unused tail.
+ * NULL when the span is full. */
+hm_block *hm_span_collect(hm_span *s);
+/* The owner lets go of a span, leaving `free_list` in it. */
+void hm_span_release(hm_span *s, hm_block *free_list);
+/* The owner lets go of a full span. Returns true if the span turned out to
+ * have remote frees and the caller still owns it. */
+bool hm_span_detach(hm_span *s, bool keep_if_freed);
+void hm_span_free_remote(hm_span *s, hm_block *b);
+/* Whether `b` is on the list starting at `list` (for double-free checks). */
+bool hm_block_list_contains(const hm_block *list, const hm_block *b);
+
+#endif

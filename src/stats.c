@@ -1,0 +1,109 @@
+#include "stats.h"
+
+#include "../include/hmalloc.h"
+#include "config.h"
+
+static struct {
+  _Atomic size_t threads, mallocs, frees, bytes_allocated, bytes_freed;
+} totals;
+
+void hm_stats_count_thread(void)
+{
+  atomic_fetch_add_explicit(&totals.threads, 1, memory_order_relaxed);
+}
+
+void hm_stats_count_direct(size_t bytes)
+{
+  atomic_fetch_add_explicit(&totals.mallocs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&totals.bytes_allocated, bytes, memory_order_relaxed);
+}
+
+void hm_stats_count_direct_free(size_t bytes)
+{
+  atomic_fetch_add_explicit(&totals.frees, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&totals.bytes_freed, bytes, memory_order_relaxed);
+}
+
+void hm_stats_resize(size_t old_bytes, size_t new_bytes)
+{
+  if (new_bytes > old_bytes)
+    atomic_fetch_add_explicit(&totals.bytes_allocated, new_bytes - old_bytes, memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(&totals.bytes_freed, old_bytes - new_bytes, memory_order_relaxed);
+}
+
+struct sums {
+  size_t mallocs, frees, bytes_allocated, bytes_freed;
+};
+
+/* Reads another thread's plain counters: a statistic may lag by a few
+ * blocks, never tear (aligned words). */
+static void add_cache(const hm_tcache *tc, void *arg)
+{
+  struct sums *sum = arg;
+  for (unsigned c = 0; c < HM_CLASSES; c++) {
+    size_t m = __atomic_load_n(&tc->bins[c].mallocs, __ATOMIC_RELAXED);
+    size_t f = __atomic_load_n(&tc->bins[c].frees, __ATOMIC_RELAXED);
+    sum->mallocs += m;
+    sum->frees += f;
+    sum->bytes_allocated += m * hm_class_size[c];
+    sum->bytes_freed += f * hm_class_size[c];
+  }
+}
+
+void hm_stats_merge(hm_tcache *tc)
+{
+  struct sums sum = {0};
+  add_cache(tc, &sum);
+  atomic_fetch_add_explicit(&totals.mallocs, sum.mallocs, memory_order_relaxed);
+  atomic_fetch_add_explicit(&totals.frees, sum.frees, memory_order_relaxed);
+  atomic_fetch_add_explicit(&totals.bytes_allocated, sum.bytes_allocated, memory_order_relaxed);
+  atomic_fetch_add_explicit(&totals.bytes_freed, sum.bytes_freed, memory_order_relaxed);
+  for (unsigned c = 0; c < HM_CLASSES; c++)
+    tc->bins[c].mallocs = tc->bins[c].frees = 0;
+}
+
+void hm_stats_get(struct hm_stats *out)
+{
+  struct sums sum = {0};
+  hm_tcache_each(add_cache, &sum);
+  const hm_arena *a = &hm_arenas[0];
+  size_t regions = atomic_load_explicit(&a->regions_reserved, memory_order_relaxed);
+  size_t freed = atomic_load(&totals.bytes_freed) + sum.bytes_freed;
+  size_t allocated = atomic_load(&totals.bytes_allocated) + sum.bytes_allocated;
+  *out = (struct hm_stats){
+      .threads = atomic_load(&totals.threads),
+      .mallocs = atomic_load(&totals.mallocs) + sum.mallocs,
+      .frees = atomic_load(&totals.frees) + sum.frees,
+      .bytes_allocated = allocated,
+      .bytes_in_use = allocated > freed ? allocated - freed : 0,
+      .regions = regions,
+      .reserved = regions * HM_REGION_SIZE + atomic_load(&a->huge_bytes),
+      .spans = atomic_load(&a->spans_formed),
+      .large_live = atomic_load(&a->large_live),
+      .huge_live = atomic_load(&a->huge_live),
+  };
+}
+
+void hm_stats_print(void)
+{
+  struct hm_stats st;
+  hm_stats_get(&st);
+  char line[512];
+  size_t n = hm_format(line, sizeof line,
+                       "hmalloc: stats: threads %zu, mallocs %zu, frees %zu, "
+                       "bytes allocated %zu, bytes in use %zu\n",
+                       st.threads, st.mallocs, st.frees, st.bytes_allocated, st.bytes_in_use);
+  hm_os_write_error(line, n);
+  n = hm_format(line, sizeof line,
+                "hmalloc: arena 0: regions %zu, reserved %zu bytes, spans %zu, "
+                "large live %zu, huge live %zu\n",
+                st.regions, st.reserved, st.spans, st.large_live, st.huge_live);
+  hm_os_write_error(line, n);
+}
+
+__attribute__((destructor)) static void stats_at_exit(void)
+{
+  if (hm_config.stats)
+    hm_stats_print();
+}
