@@ -31,7 +31,7 @@ void *hm_alloc_slow(size_t size)
 static hm_block *small_block_of(hm_span *s, const void *p, const char *func)
 {
   const uint8_t *q = p;
-  if (q < s->blocks || q >= atomic_load_explicit(&s->bump, memory_order_relaxed))
+  if (q < s->blocks || (size_t)(q - s->blocks) >= atomic_load_explicit(&s->carved, memory_order_relaxed))
     hm_fatal(func, "invalid pointer", p);
   size_t rem = (size_t)(q - s->blocks) % s->block_size;
   if (rem != 0 && !atomic_load_explicit(&s->aligned, memory_order_relaxed))
@@ -49,6 +49,8 @@ static hm_span *header_of(const void *p, const char *func)
 
 void hm_free_slow(void *p, const char *func)
 {
+  if (p == NULL)
+    return;
   hm_span *s = header_of(p, func);
   if (s->kind != HM_KIND_SMALL) {
     hm_large_free(s, p, func);

@@ -18,12 +18,13 @@ static inline void *hm_alloc_inline(size_t size)
 {
   hm_tcache *tc = hm_tls;
   if (hm_likely(size <= HM_LUT_MAX)) {
-    hm_bin *bin = &tc->bins[hm_class_lut[(size + 15) >> 4]];
+    size_t cls = hm_class_lut[(size + 15) >> 4];
+    hm_bin *bin = &tc->bins[cls];
     hm_block *b = bin->free;
     if (hm_likely(b != NULL)) {
+      bin->mallocs++;
       bin->free = b->next;
       b->key = 0;
-      bin->mallocs++;
       return b;
     }
   }
@@ -31,26 +32,21 @@ static inline void *hm_alloc_inline(size_t size)
 }
 
 /* A block of a span this thread owns, freed exactly at its start and not
- * marked free already, goes on the bin's list; anything else (remote, large,
- * over-aligned, invalid, double) is sorted out by the slow path. */
+ * marked free already, goes on the bin's list; anything else (NULL, remote,
+ * large, over-aligned, invalid, double) is sorted out by the slow path. */
 static inline void hm_free_inline(void *p)
 {
-  if (p == NULL)
-    return;
   hm_span *s = hm_pagemap_header(p);
   hm_tcache *tc = hm_tls;
-  if (hm_likely(s != NULL && atomic_load_explicit(&s->owner, memory_order_relaxed) == tc)) {
-    hm_block *b = p;
-    if (hm_likely(hm_span_block_index(s, p) != UINT32_MAX &&
-                  (uint8_t *)p < atomic_load_explicit(&s->bump, memory_order_relaxed) &&
-                  b->key != hm_free_key)) {
-      hm_bin *bin = &tc->bins[s->cls];
-      b->next = bin->free;
-      b->key = hm_free_key;
-      bin->free = b;
-      bin->frees++;
-      return;
-    }
+  hm_block *b = p;
+  if (hm_likely(s != NULL && atomic_load_explicit(&s->owner, memory_order_relaxed) == tc &&
+                hm_span_is_block(s, p) && b->key != hm_free_key)) {
+    hm_bin *bin = (hm_bin *)((uint8_t *)tc + s->bin);
+    b->next = bin->free;
+    b->key = hm_free_key;
+    bin->free = b;
+    bin->frees++;
+    return;
   }
   hm_free_slow(p, "free");
 }

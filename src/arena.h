@@ -43,7 +43,7 @@ typedef struct hm_arena {
   _Atomic size_t huge_live, huge_bytes;
 } hm_arena;
 
-extern hm_arena hm_arenas[1];
+extern HM_HIDDEN hm_arena hm_arenas[1];
 
 /* The arena for NUMA node `node` (-1: the caller's node). One node for now;
  * the signature is where per-node arenas plug in. */

@@ -9,7 +9,7 @@ struct hm_config {
   bool stats; /* HMALLOC_STATS=1: print statistics to stderr at exit */
 };
 
-extern struct hm_config hm_config;
+extern HM_HIDDEN struct hm_config hm_config;
 
 void hm_config_read(void);
 

@@ -14,6 +14,9 @@
 #define hm_unlikely(x) __builtin_expect(!!(x), 0)
 #define HM_NOINLINE __attribute__((noinline))
 #define HM_COLD __attribute__((cold, noinline))
+/* Internal data the fast paths read: hidden, so the library reaches it
+ * directly instead of through the GOT. */
+#define HM_HIDDEN __attribute__((visibility("hidden")))
 
 /* Every allocation is at least this aligned and this big. */
 #define HM_MIN_ALIGN 16
@@ -28,7 +31,7 @@ typedef struct hm_block {
 } hm_block;
 
 /* Random per process, never 0; set before the first block is handed out. */
-extern uint64_t hm_free_key;
+extern HM_HIDDEN uint64_t hm_free_key;
 
 static inline uintptr_t hm_align_up(uintptr_t x, uintptr_t align)
 {

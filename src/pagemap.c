@@ -18,29 +18,29 @@ static hm_pagemap_leaf *leaf_of(uintptr_t a, bool create)
   return leaf;
 }
 
-static bool set_range(const void *header, const void *first, size_t count, bool clear)
+/* Clearing (header NULL) creates no leaf: a missing leaf reads as NULL. */
+static bool set_range(const void *header, const void *first, size_t count)
 {
-  uintptr_t head = (uintptr_t)header >> HM_GRANULE_SHIFT;
   uintptr_t g = (uintptr_t)first >> HM_GRANULE_SHIFT;
   for (size_t i = 0; i < count; i++, g++) {
     uintptr_t a = g << HM_GRANULE_SHIFT;
     if (a >> (HM_GRANULE_SHIFT + 2 * HM_PAGEMAP_BITS))
       return false;
-    hm_pagemap_leaf *leaf = leaf_of(a, !clear);
+    hm_pagemap_leaf *leaf = leaf_of(a, header != NULL);
     if (leaf == NULL)
-      return clear;
-    uint32_t e = clear ? 0 : (uint32_t)(g - head + 1);
-    atomic_store_explicit(&(*leaf)[g & (HM_PAGEMAP_LEAF_ENTRIES - 1)], e, memory_order_relaxed);
+      return header == NULL;
+    atomic_store_explicit(&(*leaf)[g & (HM_PAGEMAP_LEAF_ENTRIES - 1)], (void *)header,
+                          memory_order_relaxed);
   }
   return true;
 }
 
 bool hm_pagemap_set(const void *header, const void *first, size_t count)
 {
-  return set_range(header, first, count, false);
+  return set_range(header, first, count);
 }
 
 void hm_pagemap_clear(const void *first, size_t count)
 {
-  set_range(NULL, first, count, true);
+  set_range(NULL, first, count);
 }

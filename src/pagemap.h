@@ -1,11 +1,12 @@
-/* The page map: for every 64 KiB granule of the address space, where the
- * header of the span, large run or huge mapping that covers it lies.
+/* The page map: for every 64 KiB granule of the address space, the header
+ * of the span, large run or huge mapping that covers it, or NULL for memory
+ * hmalloc did not hand out.
  *
- * Two levels, 16 address bits each, over the 48-bit user address space.
- * An entry is 0 for memory hmalloc did not hand out, else 1 + the distance
- * in granules back to the header. A leaf (256 KiB of virtual memory, touched
- * only where used) is created on first use and never freed, so readers need
- * no reclamation. */
+ * Two levels, 16 address bits each, over the 48-bit user address space. A
+ * leaf (512 KiB of virtual memory, of which only the pages for granules in
+ * use are ever touched) is created on first use and never freed, so readers
+ * need no reclamation. Entries hold the header itself rather than a distance
+ * to it: free saves the arithmetic. */
 #ifndef HM_PAGEMAP_H
 #define HM_PAGEMAP_H
 
@@ -14,24 +15,22 @@
 #define HM_PAGEMAP_BITS 16
 #define HM_PAGEMAP_LEAF_ENTRIES ((size_t)1 << HM_PAGEMAP_BITS)
 
-typedef _Atomic uint32_t hm_pagemap_leaf[HM_PAGEMAP_LEAF_ENTRIES];
-extern hm_pagemap_leaf *_Atomic hm_pagemap_top[(size_t)1 << HM_PAGEMAP_BITS];
+typedef void *_Atomic hm_pagemap_leaf[HM_PAGEMAP_LEAF_ENTRIES];
+extern HM_HIDDEN hm_pagemap_leaf *_Atomic hm_pagemap_top[(size_t)1 << HM_PAGEMAP_BITS];
 
-/* The header covering `p`, or NULL if hmalloc did not hand `p` out. */
+/* The header covering `p`, or NULL if hmalloc did not hand `p` out (NULL
+ * and addresses beyond 48 bits included). */
 static inline void *hm_pagemap_header(const void *p)
 {
   uintptr_t a = (uintptr_t)p;
-  if (hm_unlikely(a >> (HM_GRANULE_SHIFT + 2 * HM_PAGEMAP_BITS)))
+  uintptr_t top = a >> (HM_GRANULE_SHIFT + HM_PAGEMAP_BITS);
+  if (hm_unlikely(top >= ((size_t)1 << HM_PAGEMAP_BITS)))
     return NULL;
-  hm_pagemap_leaf *leaf = atomic_load_explicit(
-      &hm_pagemap_top[a >> (HM_GRANULE_SHIFT + HM_PAGEMAP_BITS)], memory_order_acquire);
+  hm_pagemap_leaf *leaf = atomic_load_explicit(&hm_pagemap_top[top], memory_order_acquire);
   if (hm_unlikely(leaf == NULL))
     return NULL;
-  uint32_t e = atomic_load_explicit(
-      &(*leaf)[(a >> HM_GRANULE_SHIFT) & (HM_PAGEMAP_LEAF_ENTRIES - 1)], memory_order_relaxed);
-  if (hm_unlikely(e == 0))
-    return NULL;
-  return (void *)((a & ~(uintptr_t)(HM_GRANULE - 1)) - ((uintptr_t)(e - 1) << HM_GRANULE_SHIFT));
+  /* Granule 0 is never handed out, so NULL finds no header. */
+  return atomic_load_explicit(&(*leaf)[(uint32_t)a >> HM_GRANULE_SHIFT], memory_order_relaxed);
 }
 
 /* Points the `count` granules starting at `first` to `header`. False when a

@@ -14,10 +14,10 @@
 /* Requests up to this size find their class with one table load. */
 #define HM_LUT_MAX 1024
 
-extern uint8_t hm_class_lut[HM_LUT_MAX / 16 + 1];
-extern uint32_t hm_class_size[HM_CLASSES];
+extern HM_HIDDEN uint8_t hm_class_lut[HM_LUT_MAX / 16 + 1];
+extern HM_HIDDEN uint32_t hm_class_size[HM_CLASSES];
 /* Granules per span of the class: 1, 2, 4, 8 or 16. */
-extern uint8_t hm_class_granules[HM_CLASSES];
+extern HM_HIDDEN uint8_t hm_class_granules[HM_CLASSES];
 
 void hm_size_class_init(void);
 

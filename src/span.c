@@ -1,16 +1,20 @@
 #include "span.h"
 
+#include <stddef.h>
+
 #include "arena.h"
+#include "tcache.h"
 
 void hm_span_format(hm_span *s, unsigned cls)
 {
   uint32_t size = hm_class_size[cls];
   s->cls = (uint16_t)cls;
   s->block_size = size;
-  s->magic = hm_span_magic(size);
+  s->divisor = hm_span_divisor(size);
+  s->capacity = hm_class_capacity(cls);
+  s->bin = (uint32_t)(offsetof(hm_tcache, bins) + cls * sizeof(hm_bin));
   s->blocks = (uint8_t *)s + HM_HEADER_SIZE;
-  s->end = s->blocks + (size_t)hm_class_capacity(cls) * size;
-  atomic_store_explicit(&s->bump, s->blocks, memory_order_relaxed);
+  atomic_store_explicit(&s->carved, 0, memory_order_relaxed);
   s->local_free = NULL;
   atomic_store_explicit(&s->aligned, 0, memory_order_relaxed);
   atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
@@ -22,8 +26,8 @@ void hm_span_format(hm_span *s, unsigned cls)
  * once would make a span's worth of memory resident for one block. */
 static hm_block *span_carve(hm_span *s)
 {
-  uint8_t *bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
-  size_t left = (size_t)(s->end - bump) / s->block_size;
+  size_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed);
+  size_t left = s->capacity - carved / s->block_size;
   if (left == 0)
     return NULL;
   size_t n = 4096 / s->block_size;
@@ -31,11 +35,12 @@ static hm_block *span_carve(hm_span *s)
     n = 1;
   if (n > left)
     n = left;
-  hm_block *first = (hm_block *)bump;
-  for (size_t i = 0; i + 1 < n; i++, bump += s->block_size)
-    ((hm_block *)bump)->next = (hm_block *)(bump + s->block_size);
-  ((hm_block *)bump)->next = NULL;
-  atomic_store_explicit(&s->bump, bump + s->block_size, memory_order_relaxed);
+  uint8_t *block = s->blocks + carved;
+  hm_block *first = (hm_block *)block;
+  for (size_t i = 0; i + 1 < n; i++, block += s->block_size)
+    ((hm_block *)block)->next = (hm_block *)(block + s->block_size);
+  ((hm_block *)block)->next = NULL;
+  atomic_store_explicit(&s->carved, carved + n * s->block_size, memory_order_relaxed);
   return first;
 }
 
@@ -61,8 +66,7 @@ static bool span_all_free(hm_span *s, const hm_block *free_list)
   size_t count = 0;
   for (; free_list != NULL; free_list = free_list->next)
     count++;
-  uint8_t *bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
-  return count == (size_t)(bump - s->blocks) / s->block_size;
+  return count == atomic_load_explicit(&s->carved, memory_order_relaxed) / s->block_size;
 }
 
 void hm_span_release(hm_span *s, hm_block *free_list)
@@ -71,7 +75,8 @@ void hm_span_release(hm_span *s, hm_block *free_list)
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
   if (span_all_free(s, free_list)) {
     hm_arena_push_empty(s);
-  } else if (free_list != NULL || atomic_load_explicit(&s->bump, memory_order_relaxed) < s->end) {
+  } else if (free_list != NULL || atomic_load_explicit(&s->carved, memory_order_relaxed) <
+                                        (size_t)s->capacity * s->block_size) {
     atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
     hm_arena_push_partial(s);
   } else {

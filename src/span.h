@@ -31,12 +31,12 @@ typedef struct hm_span {
   hm_link link; /* on an arena stack; must stay first */
   struct hm_tcache *_Atomic owner;
   uint8_t *blocks; /* first block (small) or the user pointer (large/huge) */
-  uint8_t *_Atomic bump; /* blocks below were handed out at least once */
-  uint8_t *end;          /* end of the last block */
+  _Atomic size_t carved; /* bytes from `blocks` handed out at least once */
+  uint64_t divisor;      /* 2^64 / block_size, rounded up: see hm_span_is_block */
   hm_block *local_free;  /* free blocks while nobody owns the span */
   uint32_t block_size;
-  uint32_t magic; /* 2^32 / block_size, rounded up: division by multiply */
-  uint32_t granules;
+  uint32_t capacity;     /* blocks in the span */
+  uint32_t bin;          /* byte offset of the class's bin in a thread cache */
   uint16_t cls;
   uint8_t kind;
   _Atomic uint8_t aligned; /* has handed out interior (over-aligned) pointers */
@@ -46,22 +46,25 @@ typedef struct hm_span {
   _Atomic uint32_t state;
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
+  uint32_t granules;
 } hm_span;
 
 _Static_assert(sizeof(hm_span) <= HM_HEADER_SIZE, "span header too big");
 
-static inline uint32_t hm_span_magic(uint32_t size)
+static inline uint64_t hm_span_divisor(uint32_t size)
 {
-  return (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+  return UINT64_MAX / size + 1;
 }
 
-/* The block index of `p` when `p` is exactly a block start, else UINT32_MAX.
- * Exact for every offset below 2^32 that is a multiple of the block size. */
-static inline uint32_t hm_span_block_index(const hm_span *s, const void *p)
+/* Whether `p` is the start of a block carved from the span. One unsigned
+ * compare bounds it on both sides; the divisibility test is Lemire's
+ * (off * ceil(2^64/d) mod 2^64 < ceil(2^64/d) iff d divides off), exact for
+ * any offset below 2^32, which the bound guarantees. */
+static inline bool hm_span_is_block(const hm_span *s, const void *p)
 {
   uint64_t off = (uint64_t)((const uint8_t *)p - s->blocks);
-  uint64_t idx = (off * s->magic) >> 32;
-  return idx * s->block_size == off ? (uint32_t)idx : UINT32_MAX;
+  return off < atomic_load_explicit(&s->carved, memory_order_relaxed) &&
+         off * s->divisor < s->divisor;
 }
 
 void hm_span_format(hm_span *s, unsigned cls);

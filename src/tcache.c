@@ -141,9 +141,9 @@ static hm_tcache *thread_start(void)
 
 void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size)
 {
-  unsigned cls = hm_class_of(size);
   if (tc->kind == HM_TCACHE_EMPTY)
-    tc = thread_start();
+    tc = thread_start(); /* first: the class table is built at process start */
+  unsigned cls = hm_class_of(size);
   hm_block *b;
   if (tc->kind != HM_TCACHE_REAL || tc->busy) {
     b = alloc_direct(cls);

@@ -37,8 +37,8 @@ typedef struct hm_tcache {
   hm_bin bins[HM_CLASSES];
 } __attribute__((aligned(4096))) hm_tcache;
 
-extern __thread hm_tcache *hm_tls __attribute__((tls_model("initial-exec")));
-extern hm_tcache hm_tcache_empty;
+extern __thread hm_tcache *hm_tls __attribute__((tls_model("initial-exec"), visibility("hidden")));
+extern HM_HIDDEN hm_tcache hm_tcache_empty;
 
 /* A small block from the thread cache when the fast path found none. */
 void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size);
