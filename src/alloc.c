@@ -27,14 +27,18 @@ void *hm_alloc_slow(size_t size)
 }
 
 /* The block that `p` lies in, aborting unless hmalloc handed `p` out: the
- * start of a block, or an over-aligned pointer inside one. */
+ * start of a block, or an over-aligned pointer inside one. An over-aligned
+ * pointer lies less than its own alignment past the block start, in a span
+ * that has served one: that rejects most stray interior pointers there too. */
 static hm_block *small_block_of(hm_span *s, const void *p, const char *func)
 {
   const uint8_t *q = p;
-  if (q < s->blocks || (size_t)(q - s->blocks) >= atomic_load_explicit(&s->carved, memory_order_relaxed))
+  size_t off = (size_t)(q - s->blocks);
+  if (q < s->blocks || off >= atomic_load_explicit(&s->carved, memory_order_relaxed))
     hm_fatal(func, "invalid pointer", p);
-  size_t rem = (size_t)(q - s->blocks) % s->block_size;
-  if (rem != 0 && !atomic_load_explicit(&s->aligned, memory_order_relaxed))
+  size_t rem = off % s->block_size;
+  size_t alignment = (uintptr_t)q & -(uintptr_t)q;
+  if (rem != 0 && !(atomic_load_explicit(&s->aligned, memory_order_relaxed) && rem < alignment))
     hm_fatal(func, "invalid pointer", p);
   return (hm_block *)(q - rem);
 }

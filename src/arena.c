@@ -75,23 +75,68 @@ static void region_publish(hm_arena *a, hm_region *r)
                                                   memory_order_relaxed));
 }
 
-void *hm_arena_alloc_run(hm_arena *a, size_t count)
+static void *claim_existing(hm_arena *a, size_t count)
 {
   void *run = NULL;
   /* Newest region first: it is the one most likely to have room. */
   for (hm_region *r = atomic_load_explicit(&a->regions, memory_order_acquire); r && !run;
        r = r->next)
     run = region_claim(r, count);
-  if (run == NULL) {
-    /* Claim the run before publishing, so a racing thread cannot take the
-     * whole new region first. Two threads may both grow; that costs
-     * address space only. */
-    hm_region *r = region_reserve(a);
-    if (r == NULL)
-      return NULL;
-    run = region_claim(r, count);
-    region_publish(a, r);
+  return run;
+}
+
+static void span_give_back(hm_span *s)
+{
+  hm_pagemap_clear(s, s->granules);
+  hm_arena_free_run(s, s->granules);
+}
+
+/* Gives the granules of every unused span back to the regions, so that
+ * memory freed as one class can serve another class or a large block. Runs
+ * when the arena is out of room. Returns whether anything was given back. */
+static bool arena_reclaim(hm_arena *a)
+{
+  bool any = false;
+  for (unsigned i = 0; i < HM_SPAN_SIZES; i++)
+    for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->empty[i].stack)) != NULL; any = true)
+      span_give_back(s);
+  for (unsigned c = 0; c < HM_CLASSES; c++) {
+    hm_link *keep = NULL;
+    for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->partial[c].stack)) != NULL;) {
+      if (hm_span_is_unused(s)) {
+        span_give_back(s);
+        any = true;
+      } else {
+        atomic_store_explicit(&s->link.next, keep, memory_order_relaxed);
+        keep = &s->link;
+      }
+    }
+    while (keep != NULL) {
+      hm_link *next = atomic_load_explicit(&keep->next, memory_order_relaxed);
+      hm_stack_push(&a->partial[c].stack, keep);
+      keep = next;
+    }
   }
+  return any;
+}
+
+void *hm_arena_alloc_run(hm_arena *a, size_t count)
+{
+  void *run = claim_existing(a, count);
+  if (run == NULL) {
+    hm_region *r = region_reserve(a);
+    if (r != NULL) {
+      /* Claim the run before publishing, so a racing thread cannot take the
+       * whole new region first. Two threads may both grow; that costs
+       * address space only. */
+      run = region_claim(r, count);
+      region_publish(a, r);
+    } else if (arena_reclaim(a)) {
+      run = claim_existing(a, count);
+    }
+  }
+  if (run == NULL)
+    return NULL;
   if (!hm_os_commit(run, count * HM_GRANULE)) {
     hm_arena_free_run(run, count);
     return NULL;

@@ -11,8 +11,13 @@ static size_t granules_for(size_t bytes)
   return (bytes + HM_GRANULE - 1) >> HM_GRANULE_SHIFT;
 }
 
-static size_t header_granules(const hm_span *s)
+/* The page map covers every granule of a large run, so that reusing any of
+ * them overwrites what a freed run left; a huge mapping, only the granules
+ * up to the user pointer. */
+static size_t mapped_granules(const hm_span *s)
 {
+  if (s->kind == HM_KIND_LARGE)
+    return s->granules;
   return (size_t)((uintptr_t)s->blocks - (uintptr_t)s) / HM_GRANULE + 1;
 }
 
@@ -25,7 +30,7 @@ static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t 
   s->blocks = (uint8_t *)hm_align_up((uintptr_t)s + HM_HEADER_SIZE, align);
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&s->state, HM_SPAN_LIVE, memory_order_relaxed);
-  if (!hm_pagemap_set(s, s, header_granules(s)))
+  if (!hm_pagemap_set(s, s, mapped_granules(s)))
     return NULL;
   bool large = kind == HM_KIND_LARGE;
   atomic_fetch_add_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
@@ -92,11 +97,15 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
   atomic_fetch_sub_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
                             memory_order_relaxed);
-  hm_pagemap_clear(s, header_granules(s));
-  if (large)
-    hm_arena_free_run(s, bytes / HM_GRANULE);
-  else
+  if (large) {
+    /* The first granule keeps pointing to the header, now FREED, so a second
+     * free says "double free" until the granule is reused. */
+    hm_pagemap_clear((uint8_t *)s + HM_GRANULE, s->granules - 1);
+    hm_arena_free_run(s, s->granules);
+  } else {
+    hm_pagemap_clear(s, mapped_granules(s));
     hm_os_release(s, bytes);
+  }
 }
 
 bool hm_large_resize(hm_span *s, size_t size)
@@ -114,8 +123,12 @@ bool hm_large_resize(hm_span *s, size_t size)
       return false;
     hm_os_release((uint8_t *)s + needed * HM_GRANULE, (have - needed) * HM_GRANULE);
   } else if (needed < have) {
+    hm_pagemap_clear((uint8_t *)s + needed * HM_GRANULE, have - needed);
     hm_arena_shrink_run(s, have, needed);
   } else if (needed > HM_RUN_MAX || !hm_arena_grow_run(s, have, needed)) {
+    return false;
+  } else if (!hm_pagemap_set(s, (uint8_t *)s + have * HM_GRANULE, needed - have)) {
+    hm_arena_shrink_run(s, needed, have);
     return false;
   }
   hm_stats_resize(hm_large_usable(s), hm_large_usable(s) + (needed - have) * HM_GRANULE);

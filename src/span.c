@@ -17,7 +17,8 @@ void hm_span_format(hm_span *s, unsigned cls)
   atomic_store_explicit(&s->carved, 0, memory_order_relaxed);
   s->local_free = NULL;
   atomic_store_explicit(&s->aligned, 0, memory_order_relaxed);
-  atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
+  s->local_count = 0;
+  atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
 }
@@ -49,34 +50,40 @@ hm_block *hm_span_collect(hm_span *s)
   hm_block *list = s->local_free;
   if (list != NULL) {
     s->local_free = NULL;
+    s->local_count = 0;
     return list;
   }
   /* Reuse before carving: it keeps the resident set small. */
-  if (atomic_load_explicit(&s->remote, memory_order_relaxed) != NULL)
-    return atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
+  if (atomic_load_explicit(&s->remote, memory_order_relaxed) != 0)
+    return hm_remote_list(atomic_exchange_explicit(&s->remote, 0, memory_order_acquire));
   return span_carve(s);
 }
 
-/* Whether every block is free: nobody can then free into the span (a second
- * free of a free block is a double free), so it may be reused for any class. */
-static bool span_all_free(hm_span *s, const hm_block *free_list)
+static uint32_t list_length(const hm_block *list)
 {
-  if (atomic_load_explicit(&s->remote, memory_order_acquire) != NULL)
-    return false;
-  size_t count = 0;
-  for (; free_list != NULL; free_list = free_list->next)
-    count++;
-  return count == atomic_load_explicit(&s->carved, memory_order_relaxed) / s->block_size;
+  uint32_t n = 0;
+  for (; list != NULL; list = list->next)
+    n++;
+  return n;
+}
+
+bool hm_span_is_unused(const hm_span *s)
+{
+  size_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed) / s->block_size;
+  uint64_t remote = atomic_load_explicit(&s->remote, memory_order_acquire);
+  return carved == (size_t)s->local_count + hm_remote_count(remote);
 }
 
 void hm_span_release(hm_span *s, hm_block *free_list)
 {
   s->local_free = free_list;
+  s->local_count = list_length(free_list);
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-  if (span_all_free(s, free_list)) {
+  if (hm_span_is_unused(s)) {
     hm_arena_push_empty(s);
-  } else if (free_list != NULL || atomic_load_explicit(&s->carved, memory_order_relaxed) <
-                                        (size_t)s->capacity * s->block_size) {
+  } else if (free_list != NULL ||
+             atomic_load_explicit(&s->carved, memory_order_relaxed) <
+                 (size_t)s->capacity * s->block_size) {
     atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
     hm_arena_push_partial(s);
   } else {
@@ -92,7 +99,7 @@ bool hm_span_detach(hm_span *s, bool keep_if_freed)
    * the seq_cst order one of the two sees the other, and the state CAS picks
    * exactly one of us to take care of the span. */
   atomic_store_explicit(&s->state, HM_SPAN_DETACHED, memory_order_seq_cst);
-  if (atomic_load_explicit(&s->remote, memory_order_seq_cst) == NULL)
+  if (atomic_load_explicit(&s->remote, memory_order_seq_cst) == 0)
     return false;
   uint32_t expected = HM_SPAN_DETACHED;
   uint32_t next = keep_if_freed ? HM_SPAN_OWNED : HM_SPAN_LISTED;
@@ -108,10 +115,13 @@ bool hm_span_detach(hm_span *s, bool keep_if_freed)
 void hm_span_free_remote(hm_span *s, hm_block *b)
 {
   b->key = hm_free_key;
-  hm_block *head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+  uint64_t head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+  uint64_t next;
   do {
-    b->next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, b, memory_order_seq_cst,
+    b->next = hm_remote_list(head);
+    next = (head & ~(((uint64_t)1 << HM_REMOTE_COUNT_SHIFT) - 1)) +
+           ((uint64_t)1 << HM_REMOTE_COUNT_SHIFT) + (uintptr_t)b;
+  } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, next, memory_order_seq_cst,
                                                   memory_order_relaxed));
   if (atomic_load_explicit(&s->state, memory_order_seq_cst) != HM_SPAN_DETACHED)
     return;

@@ -42,8 +42,12 @@ typedef struct hm_span {
   _Atomic uint8_t aligned; /* has handed out interior (over-aligned) pointers */
 
   /* Second cache line: what other threads write, and slow-path fields. */
-  hm_block *_Atomic remote __attribute__((aligned(HM_CACHE_LINE)));
+  /* The remote-free list: the first block's address, with the number of
+   * blocks on the list in the top 16 bits, so that one CAS both pushes and
+   * counts (a span has at most 4088 blocks). */
+  _Atomic uint64_t remote __attribute__((aligned(HM_CACHE_LINE)));
   _Atomic uint32_t state;
+  uint32_t local_count; /* blocks on local_free */
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
   uint32_t granules;
@@ -67,7 +71,23 @@ static inline bool hm_span_is_block(const hm_span *s, const void *p)
          off * s->divisor < s->divisor;
 }
 
+#define HM_REMOTE_COUNT_SHIFT 48
+
+static inline hm_block *hm_remote_list(uint64_t head)
+{
+  return (hm_block *)(uintptr_t)(head & (((uint64_t)1 << HM_REMOTE_COUNT_SHIFT) - 1));
+}
+
+static inline uint32_t hm_remote_count(uint64_t head)
+{
+  return (uint32_t)(head >> HM_REMOTE_COUNT_SHIFT);
+}
+
 void hm_span_format(hm_span *s, unsigned cls);
+/* Whether no block of a span nobody owns is in use. Nobody can free into
+ * such a span (it would be a double free), so it may be reformatted or its
+ * granules given back. */
+bool hm_span_is_unused(const hm_span *s);
 /* Free blocks for the span's owner, as a list: the local list, else what
  * other threads freed, else fresh blocks carved from the unused tail.
  * NULL when the span is full. */

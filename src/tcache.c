@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "init.h"
+#include "pagemap.h"
 #include "stats.h"
 
 __thread hm_tcache *hm_tls __attribute__((tls_model("initial-exec"))) = &hm_tcache_empty;
@@ -25,6 +26,7 @@ static hm_tcache *pool_grow(void)
   hm_tcache *chunk = hm_arena_alloc_run(hm_arena_for_node(0), 1);
   if (chunk == NULL)
     return NULL;
+  hm_pagemap_clear(chunk, 1); /* a freed large block may have left its header here */
   memset(chunk, 0, HM_GRANULE);
   hm_tcache *head = atomic_load_explicit(&pool_chunks, memory_order_relaxed);
   do {
@@ -179,7 +181,8 @@ static bool is_double_free(hm_tcache *tc, hm_span *s, hm_block *b)
   if (atomic_load_explicit(&s->owner, memory_order_relaxed) != tc)
     return true;
   return hm_block_list_contains(tc->bins[s->cls].free, b) ||
-         hm_block_list_contains(atomic_load_explicit(&s->remote, memory_order_acquire), b);
+         hm_block_list_contains(
+             hm_remote_list(atomic_load_explicit(&s->remote, memory_order_acquire)), b);
 }
 
 void hm_tcache_free_block(hm_tcache *tc, hm_span *s, hm_block *b, const void *p,

@@ -1,0 +1,135 @@
+/* Out of memory: under RLIMIT_AS, allocating until malloc fails must give
+ * NULL with errno ENOMEM, never a crash, and once everything is freed
+ * malloc must work again. Each phase runs in a child of its own, with the
+ * address space limited to what the child uses + 256 MiB. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "test_util.h"
+
+#define KiB ((size_t)1024)
+#define MiB (KiB * 1024)
+#define HEADROOM (256 * MiB)
+
+static size_t vm_size(void)
+{
+  FILE *f = fopen("/proc/self/status", "r");
+  CHECK(f != NULL, "cannot open /proc/self/status");
+  char line[256];
+  size_t kib = 0;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
+      break;
+  fclose(f);
+  CHECK(kib != 0, "no VmSize in /proc/self/status");
+  return kib * KiB;
+}
+
+static void limit_address_space(void)
+{
+  size_t limit = vm_size() + HEADROOM;
+  struct rlimit rl = {limit, limit};
+  CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit(RLIMIT_AS, %zu) failed", limit);
+}
+
+/* Blocks of `size` bytes until malloc fails, chained through their first
+ * word (no array to allocate). Bounded: with the limit in force, far more
+ * than HEADROOM bytes means the limit does not work. */
+static void *exhaust(size_t size, size_t *count)
+{
+  void *head = NULL;
+  *count = 0;
+  for (;;) {
+    errno = 0;
+    void **p = malloc(size);
+    if (p == NULL) {
+      int e = errno;
+      CHECK(e == ENOMEM, "malloc(%zu) failed with errno %d (%s), expected ENOMEM", size, e,
+            strerror(e));
+      return head;
+    }
+    *p = head;
+    head = p;
+    ++*count;
+    CHECK(*count * size <= 4 * HEADROOM, "%zu blocks of %zu bytes: the limit is not enforced",
+          *count, size);
+  }
+}
+
+static void free_all(void *head)
+{
+  while (head != NULL) {
+    void *next = *(void **)head;
+    free(head);
+    head = next;
+  }
+}
+
+/* A block of `size` bytes can be had and holds what is written to it. */
+static void expect_malloc_works(size_t size, const char *when)
+{
+  void *p = malloc(size);
+  CHECK(p != NULL, "%s: malloc(%zu) failed", when, size);
+  tu_fill(p, size < 4096 ? size : 4096, 11);
+  CHECK(tu_holds(p, size < 4096 ? size : 4096, 11), "%s: block does not hold its data", when);
+  free(p);
+}
+
+static void exhaust_and_recover(void *arg)
+{
+  size_t size = *(size_t *)arg;
+  limit_address_space();
+  size_t count;
+  void *blocks = exhaust(size, &count);
+  CHECK(count > 0, "not one block of %zu bytes under a limit of +256 MiB", size);
+  fprintf(stderr, "%zu bytes: %zu blocks before ENOMEM\n", size, count);
+  free_all(blocks);
+  expect_malloc_works(size, "after freeing everything");
+  expect_malloc_works(64, "after freeing everything");
+  /* As many blocks as before fit again: nothing freed was lost. */
+  size_t again;
+  blocks = exhaust(size, &again);
+  CHECK(again >= count, "%zu bytes: %zu blocks the second time, %zu the first", size, again,
+        count);
+  free_all(blocks);
+}
+
+/* Memory freed as small blocks serves large ones, and the reverse. */
+static void small_then_large(void *arg)
+{
+  (void)arg;
+  limit_address_space();
+  size_t count;
+  free_all(exhaust(64, &count));
+  expect_malloc_works(1 * MiB, "after exhausting and freeing 64-byte blocks");
+  free_all(exhaust(1 * MiB, &count));
+  expect_malloc_works(64, "after exhausting and freeing 1 MiB blocks");
+}
+
+static bool run_phase(const char *name, void (*body)(void *), void *arg)
+{
+  static struct tu_child r;
+  tu_run_child(body, arg, 60, &r);
+  char status[64];
+  bool ok = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
+  printf("%s %s (%s)\n%s", ok ? "ok  " : "FAIL", name,
+         tu_describe_status(r.status, status, sizeof status), r.err);
+  return ok;
+}
+
+int main(void)
+{
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  size_t small = 64, large = 1 * MiB, huge = 16 * MiB;
+  bool ok = true;
+  ok &= run_phase("64-byte blocks", exhaust_and_recover, &small);
+  ok &= run_phase("1 MiB blocks", exhaust_and_recover, &large);
+  ok &= run_phase("16 MiB blocks", exhaust_and_recover, &huge);
+  ok &= run_phase("64-byte blocks, then 1 MiB blocks", small_then_large, NULL);
+  return ok ? 0 : 1;
+}

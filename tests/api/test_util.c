@@ -1,0 +1,137 @@
+#define _GNU_SOURCE
+#include "test_util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void tu_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "FAIL %s:%d: %s: ", file, line, cond);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  /* _exit: exit() must not be re-entered from an atexit handler or a
+   * destructor, where some of these checks run. */
+  _exit(1);
+}
+
+/* The pattern, eight bytes at a time: a different word at every position,
+ * so a block shifted by any multiple of 8 bytes does not match itself. */
+static inline uint64_t pattern_word(size_t w, uint8_t seed)
+{
+  return (w + 1) * 0x9E3779B97F4A7C15ull ^ (seed * 0x0101010101010101ull);
+}
+
+void tu_fill(void *p, size_t n, uint8_t seed)
+{
+  uint8_t *b = p;
+  size_t words = n / 8;
+  for (size_t w = 0; w < words; w++) {
+    uint64_t v = pattern_word(w, seed);
+    memcpy(b + 8 * w, &v, 8);
+  }
+  uint64_t tail = pattern_word(words, seed);
+  memcpy(b + 8 * words, &tail, n % 8);
+}
+
+/* Chunks without an early exit inside, so the loops vectorise: the tests
+ * check hundreds of megabytes. */
+#define CHUNK_WORDS 512
+
+bool tu_holds(const void *p, size_t n, uint8_t seed)
+{
+  const uint8_t *b = p;
+  size_t words = n / 8;
+  for (size_t start = 0; start < words; start += CHUNK_WORDS) {
+    size_t end = words - start < CHUNK_WORDS ? words : start + CHUNK_WORDS;
+    uint64_t diff = 0;
+    for (size_t w = start; w < end; w++) {
+      uint64_t v;
+      memcpy(&v, b + 8 * w, 8);
+      diff |= v ^ pattern_word(w, seed);
+    }
+    if (diff != 0)
+      return false;
+  }
+  uint64_t tail = pattern_word(words, seed);
+  return memcmp(b + 8 * words, &tail, n % 8) == 0;
+}
+
+bool tu_all_zero(const void *p, size_t n)
+{
+  const uint8_t *b = p;
+  size_t words = n / 8;
+  for (size_t start = 0; start < words; start += CHUNK_WORDS) {
+    size_t end = words - start < CHUNK_WORDS ? words : start + CHUNK_WORDS;
+    uint64_t any = 0;
+    for (size_t w = start; w < end; w++) {
+      uint64_t v;
+      memcpy(&v, b + 8 * w, 8);
+      any |= v;
+    }
+    if (any != 0)
+      return false;
+  }
+  for (size_t i = 8 * words; i < n; i++)
+    if (b[i] != 0)
+      return false;
+  return true;
+}
+
+static void child_main(int write_fd, void (*body)(void *), void *arg, unsigned timeout_s)
+{
+  dup2(write_fd, STDERR_FILENO);
+  close(write_fd);
+  alarm(timeout_s);
+  body(arg);
+  _exit(0);
+}
+
+void tu_run_child(void (*body)(void *), void *arg, unsigned timeout_s, struct tu_child *out)
+{
+  int fds[2];
+  CHECK(pipe(fds) == 0, "pipe failed");
+  fflush(NULL); /* nothing buffered may be written twice */
+  pid_t pid = fork();
+  CHECK(pid >= 0, "fork failed");
+  if (pid == 0) {
+    close(fds[0]);
+    child_main(fds[1], body, arg, timeout_s);
+  }
+  close(fds[1]);
+  out->err_len = 0;
+  for (;;) {
+    char chunk[512];
+    ssize_t n = read(fds[0], chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    CHECK(n >= 0, "read from the child's stderr failed");
+    if (n == 0)
+      break;
+    size_t room = sizeof out->err - 1 - out->err_len;
+    size_t take = (size_t)n < room ? (size_t)n : room;
+    memcpy(out->err + out->err_len, chunk, take);
+    out->err_len += take;
+  }
+  out->err[out->err_len] = '\0';
+  close(fds[0]);
+  CHECK(waitpid(pid, &out->status, 0) == pid, "waitpid failed");
+}
+
+const char *tu_describe_status(int status, char *buf, size_t cap)
+{
+  if (WIFEXITED(status))
+    snprintf(buf, cap, "exit %d", WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    snprintf(buf, cap, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  else
+    snprintf(buf, cap, "status 0x%x", status);
+  return buf;
+}

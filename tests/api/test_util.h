@@ -1,0 +1,66 @@
+/* Helpers shared by the tests of tests/api: assertions, byte patterns that
+ * detect overlapping or moved blocks, values the compiler cannot see
+ * through, and a runner for code that must live in a child process. */
+#ifndef HM_API_TEST_UTIL_H
+#define HM_API_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Fails the test (exit status 1) with the location, the condition and a
+ * printf-style explanation. Safe in atexit handlers and destructors. */
+#define CHECK(cond, ...)                                                                         \
+  do {                                                                                           \
+    if (!(cond))                                                                                 \
+      tu_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                           \
+  } while (0)
+
+_Noreturn void tu_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Fills n bytes with a pattern that depends on the position and the seed,
+ * so a block that moved, overlaps another or lost its tail is noticed. */
+void tu_fill(void *p, size_t n, uint8_t seed);
+/* Whether p holds tu_fill's pattern over n bytes. */
+bool tu_holds(const void *p, size_t n, uint8_t seed);
+bool tu_all_zero(const void *p, size_t n);
+
+/* The address is laundered: glibc declares aligned_alloc and memalign
+ * with alloc_align, and GCC would otherwise fold the test to true. */
+static inline bool tu_aligned(const void *p, size_t align)
+{
+  uintptr_t v = (uintptr_t)p;
+  __asm__ volatile("" : "+r"(v));
+  return (v & (align - 1)) == 0;
+}
+
+/* The value, hidden from the optimiser: keeps GCC from folding or warning
+ * about a deliberately absurd size or a deliberately bad pointer. */
+static inline size_t tu_opaque_size(size_t n)
+{
+  __asm__ volatile("" : "+r"(n));
+  return n;
+}
+
+static inline void *tu_opaque_ptr(void *p)
+{
+  __asm__ volatile("" : "+r"(p));
+  return p;
+}
+
+/* What a child run by tu_run_child did. */
+struct tu_child {
+  int status;      /* from waitpid */
+  char err[8192];  /* its stderr, NUL-terminated (truncated if longer) */
+  size_t err_len;
+};
+
+/* Runs body(arg) in a fork()ed child with stderr captured through a pipe.
+ * The child exits 0 when body returns; SIGALRM ends it after `timeout_s`
+ * seconds, so the run is bounded. Returns once the child is reaped. */
+void tu_run_child(void (*body)(void *), void *arg, unsigned timeout_s, struct tu_child *out);
+/* "exit 3", "signal 6 (Aborted)": for failure messages. */
+const char *tu_describe_status(int status, char *buf, size_t cap);
+
+#endif
