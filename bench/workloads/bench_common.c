@@ -1,0 +1,138 @@
+#include "bench_common.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *program_name = "workload";
+
+static __attribute__((noreturn)) void usage(void)
+{
+  fprintf(stderr, "usage: %s [-t THREADS] [-n ITERATIONS] [-s SEED]\n", program_name);
+  exit(2);
+}
+
+static uint64_t parse_count(const char *text, uint64_t min)
+{
+  char *end;
+  errno = 0;
+  unsigned long long value = strtoull(text, &end, 0);
+  if (errno != 0 || end == text || *end != '\0' || value < min)
+    usage();
+  return value;
+}
+
+void bench_parse_args(int argc, char **argv, struct bench_args *args)
+{
+  const char *slash = strrchr(argv[0], '/');
+  program_name = slash ? slash + 1 : argv[0];
+  int option;
+  while ((option = getopt(argc, argv, "t:n:s:")) != -1) {
+    switch (option) {
+    case 't': args->threads = (unsigned)parse_count(optarg, 1); break;
+    case 'n': args->iterations = parse_count(optarg, 1); break;
+    case 's': args->seed = parse_count(optarg, 0); break;
+    default: usage();
+    }
+  }
+  if (optind != argc || args->threads > 4096)
+    usage();
+}
+
+uint64_t bench_mix(uint64_t x)
+{
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* The pattern is tag repeated word by word, then the first bytes of tag for
+ * the tail: unique to a block (tags are), and cheap to write and check. */
+void bench_fill(void *block, size_t size, uint64_t tag)
+{
+  unsigned char *bytes = block;
+  size_t words = size / sizeof tag;
+  for (size_t i = 0; i < words; i++)
+    memcpy(bytes + i * sizeof tag, &tag, sizeof tag);
+  memcpy(bytes + words * sizeof tag, &tag, size % sizeof tag);
+}
+
+bool bench_intact(const void *block, size_t size, uint64_t tag)
+{
+  const unsigned char *bytes = block;
+  size_t words = size / sizeof tag;
+  uint64_t differ = 0;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t word;
+    memcpy(&word, bytes + i * sizeof tag, sizeof word);
+    differ |= word ^ tag;
+  }
+  /* The tail byte by byte: a memcmp call costs more than the few bytes. */
+  const unsigned char *tag_bytes = (const unsigned char *)&tag;
+  for (size_t i = 0; i < size % sizeof tag; i++)
+    differ |= bytes[words * sizeof tag + i] ^ tag_bytes[i];
+  return differ == 0;
+}
+
+void bench_fail(const char *format, ...)
+{
+  va_list ap;
+  va_start(ap, format);
+  fprintf(stderr, "%s: FAILED: ", program_name);
+  vfprintf(stderr, format, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  /* Other threads may still be allocating from a heap that is corrupt:
+   * leave without running exit handlers. */
+  _exit(1);
+}
+
+void *bench_malloc(size_t size)
+{
+  void *block = malloc(size);
+  if (!block)
+    bench_fail("malloc(%zu) returned NULL", size);
+  return block;
+}
+
+void bench_run_parallel(unsigned count, void *(*body)(void *), void *items, size_t item_size)
+{
+  if (count == 1) {
+    body(items);
+    return;
+  }
+  pthread_t *threads = bench_malloc(count * sizeof *threads);
+  for (unsigned i = 0; i < count; i++) {
+    int error = pthread_create(&threads[i], NULL, body, (char *)items + i * item_size);
+    if (error)
+      bench_fail("pthread_create: %s", strerror(error));
+  }
+  for (unsigned i = 0; i < count; i++)
+    pthread_join(threads[i], NULL);
+  free(threads);
+}
+
+double bench_now(void)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+void bench_report(const char *name, const struct bench_args *args, double seconds)
+{
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  double cpu = (double)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+               (double)(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6;
+  printf("workload=%s threads=%u iterations=%" PRIu64 " time_s=%.3f rss_kb=%ld cpu_s=%.3f\n",
+         name, args->threads, args->iterations, seconds, usage.ru_maxrss, cpu);
+  fflush(stdout);
+}
