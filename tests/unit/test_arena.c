@@ -1,0 +1,400 @@
+/* The arena: runs of granules (alloc, free, grow, shrink), concurrent
+ * claims, and spans taken for a size class. */
+#include <string.h>
+
+#include "arena.h"
+#include "init.h"
+#include "pagemap.h"
+#include "unit.h"
+
+static hm_arena *arena;
+
+static hm_region *region_of(const void *p)
+{
+  return (hm_region *)((uintptr_t)p & ~(uintptr_t)(HM_REGION_SIZE - 1));
+}
+
+/* Index of the run's first granule in its region. */
+static size_t granule_index(const void *p)
+{
+  return ((uintptr_t)p & (HM_REGION_SIZE - 1)) >> HM_GRANULE_SHIFT;
+}
+
+static uint64_t bits_of(size_t count, size_t bit)
+{
+  return (count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << count) - 1) << bit;
+}
+
+static uint64_t bitmap_word(const void *p)
+{
+  return atomic_load(&region_of(p)->used[granule_index(p) / 64]);
+}
+
+/* Where a run must be: granule aligned, past the region header, inside
+ * one bitmap word, and marked used there. */
+static void check_run_placed(void *run, size_t count)
+{
+  CHECK(run != NULL, "hm_arena_alloc_run(%zu) returned NULL", count);
+  CHECK(((uintptr_t)run & (HM_GRANULE - 1)) == 0, "run %p of %zu not granule aligned", run,
+        count);
+  size_t g = granule_index(run);
+  CHECK(g != 0, "run %p of %zu overlaps the region header", run, count);
+  CHECK(g / 64 == (g + count - 1) / 64, "run of %zu at granule %zu crosses a bitmap word",
+        count, g);
+  uint64_t bits = bits_of(count, g % 64);
+  CHECK((bitmap_word(run) & bits) == bits, "run %p of %zu not marked in the bitmap", run,
+        count);
+}
+
+/* One tag per page, so that overlapping runs overwrite each other's. */
+static uint64_t page_tag(const void *run, size_t page)
+{
+  return (uint64_t)(uintptr_t)run ^ (page * 0x9E3779B97F4A7C15ull) ^ 1;
+}
+
+static void tag_pages(void *run, size_t count)
+{
+  for (size_t page = 0; page < count * HM_GRANULE / 4096; page++)
+    *(uint64_t *)((uint8_t *)run + page * 4096) = page_tag(run, page);
+}
+
+static void check_page_tags(const void *run, size_t count)
+{
+  for (size_t page = 0; page < count * HM_GRANULE / 4096; page++)
+    CHECK(*(const uint64_t *)((const uint8_t *)run + page * 4096) == page_tag(run, page),
+          "page %zu of run %p (%zu granules) was overwritten", page, run, count);
+}
+
+static int by_address(const void *a, const void *b)
+{
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return (x > y) - (x < y);
+}
+
+/* One run of each count 1..64 at once: placed right, writable, disjoint. */
+static void check_runs_of_every_count(void)
+{
+  void *runs[HM_RUN_MAX + 1];
+  for (size_t count = 1; count <= HM_RUN_MAX; count++) {
+    runs[count] = hm_arena_alloc_run(arena, count);
+    check_run_placed(runs[count], count);
+    tag_pages(runs[count], count);
+  }
+  for (size_t count = 1; count <= HM_RUN_MAX; count++)
+    check_page_tags(runs[count], count);
+
+  /* Sorted by address, each run ends before the next starts. Runs are
+   * identified by their count through the tag check above. */
+  struct {
+    void *start;
+    size_t count;
+  } sorted[HM_RUN_MAX];
+  for (size_t count = 1; count <= HM_RUN_MAX; count++) {
+    sorted[count - 1].start = runs[count];
+    sorted[count - 1].count = count;
+  }
+  qsort(sorted, HM_RUN_MAX, sizeof sorted[0], by_address);
+  for (size_t i = 0; i + 1 < HM_RUN_MAX; i++)
+    CHECK((uint8_t *)sorted[i].start + sorted[i].count * HM_GRANULE <=
+              (uint8_t *)sorted[i + 1].start,
+          "run %p of %zu overlaps run %p", sorted[i].start, sorted[i].count, sorted[i + 1].start);
+
+  /* Once they are freed, a whole word is free in every region: a run of
+   * 64 fits without a new region. */
+  size_t regions = atomic_load(&arena->regions_reserved);
+  for (size_t count = 1; count <= HM_RUN_MAX; count++)
+    hm_arena_free_run(runs[count], count);
+  void *whole = hm_arena_alloc_run(arena, HM_RUN_MAX);
+  check_run_placed(whole, HM_RUN_MAX);
+  CHECK(atomic_load(&arena->regions_reserved) == regions,
+        "a run of 64 with every run freed reserved a new region (%zu regions before)", regions);
+  hm_arena_free_run(whole, HM_RUN_MAX);
+  UNIT_PASS("runs of 1..64 granules: aligned, in one bitmap word, writable, disjoint");
+}
+
+/* The bitmap state decides where a run goes: free, then claim again from
+ * the same state, returns the same run. */
+static void check_free_then_reuse(void)
+{
+  for (size_t count = 1; count <= HM_RUN_MAX; count++) {
+    void *a = hm_arena_alloc_run(arena, count);
+    check_run_placed(a, count);
+    hm_arena_free_run(a, count);
+    uint64_t bits = bits_of(count, granule_index(a) % 64);
+    CHECK((bitmap_word(a) & bits) == 0, "freed run %p of %zu still marked", a, count);
+    void *b = hm_arena_alloc_run(arena, count);
+    CHECK(b == a, "run of %zu freed at %p, claimed again at %p", count, a, b);
+    hm_arena_free_run(b, count);
+  }
+  UNIT_PASS("a freed run is claimed again");
+}
+
+/* Claims runs of one granule until it gets `target`, a free granule. The
+ * runs claimed on the way are stored in `others`. */
+static size_t claim_until(void *target, void **others, size_t cap)
+{
+  for (size_t n = 0; n < cap; n++) {
+    void *r = hm_arena_alloc_run(arena, 1);
+    CHECK(r != NULL, "hm_arena_alloc_run(1) returned NULL");
+    if (r == target)
+      return n;
+    others[n] = r;
+  }
+  FAIL("%zu runs of one granule claimed without the free granule %p", cap, target);
+}
+
+static void check_grow_shrink(void)
+{
+  void *r = hm_arena_alloc_run(arena, 8);
+  check_run_placed(r, 8);
+  hm_arena_shrink_run(r, 8, 4);
+  check_run_placed(r, 4);
+  uint64_t tail = bits_of(4, granule_index(r) % 64 + 4);
+  CHECK((bitmap_word(r) & tail) == 0, "shrinking %p from 8 to 4 left the tail marked", r);
+  CHECK(hm_arena_grow_run(r, 4, 8), "growing %p back to 8 over its free tail failed", r);
+  check_run_placed(r, 8);
+  memset(r, 0x5a, 8 * HM_GRANULE); /* the grown part is committed */
+
+  /* Never across a bitmap word. */
+  size_t bit = granule_index(r) % 64;
+  uint64_t before = bitmap_word(r);
+  CHECK(!hm_arena_grow_run(r, 8, 64 - bit + 1), "grew %p at bit %zu past the word", r, bit);
+  CHECK(bitmap_word(r) == before, "a refused grow changed the bitmap");
+  hm_arena_free_run(r, 8);
+
+  /* Not over a granule in use: block the one after a run, then grow. */
+  void *r2 = hm_arena_alloc_run(arena, 2);
+  check_run_placed(r2, 2);
+  hm_arena_shrink_run(r2, 2, 1);
+  void *next = (uint8_t *)r2 + HM_GRANULE;
+  size_t cap = atomic_load(&arena->regions_reserved) * HM_REGION_GRANULES;
+  void **others = calloc(cap, sizeof *others);
+  CHECK(others != NULL, "calloc failed");
+  size_t n_others = claim_until(next, others, cap);
+  before = bitmap_word(r2);
+  CHECK(!hm_arena_grow_run(r2, 1, 2), "grew %p over the granule in use after it", r2);
+  CHECK(bitmap_word(r2) == before, "a refused grow changed the bitmap");
+  hm_arena_free_run(next, 1);
+  CHECK(hm_arena_grow_run(r2, 1, 2), "grow of %p failed once the next granule was freed", r2);
+  hm_arena_free_run(r2, 2);
+  for (size_t i = 0; i < n_others; i++)
+    hm_arena_free_run(others[i], 1);
+  free(others);
+  UNIT_PASS("grow over free granules, refused over used ones or past a word; shrink");
+}
+
+/* Concurrent claims. Every granule of a live run is marked with its owner
+ * in a table; a second owner of the same granule is an overlap. */
+#define THREADS 16
+#define OPS_PER_THREAD UNIT_SCALE(20000)
+#define RUNS_PER_THREAD 8
+#define MAX_REGIONS 256
+
+static _Atomic uintptr_t region_bases[MAX_REGIONS];
+static _Atomic unsigned owners[MAX_REGIONS][HM_REGION_GRANULES];
+
+/* The table row of the region holding `p`, registering it when new. */
+static unsigned region_row(const void *p)
+{
+  uintptr_t base = (uintptr_t)region_of(p);
+  for (unsigned i = 0; i < MAX_REGIONS; i++) {
+    uintptr_t b = atomic_load(&region_bases[i]);
+    if (b == 0 && atomic_compare_exchange_strong(&region_bases[i], &b, base))
+      return i;
+    if (b == base)
+      return i;
+  }
+  FAIL("more than %d regions for %d runs of at most 64 granules", MAX_REGIONS,
+       THREADS * RUNS_PER_THREAD);
+}
+
+static void mark(void *run, size_t first, size_t count, unsigned who)
+{
+  for (size_t i = first; i < first + count; i++) {
+    uint8_t *g = (uint8_t *)run + i * HM_GRANULE;
+    unsigned was = 0;
+    bool free = atomic_compare_exchange_strong(&owners[region_row(g)][granule_index(g)], &was,
+                                               who);
+    CHECK(free, "granule %p claimed by thread %u is owned by thread %u", (void *)g, who, was);
+    *(unsigned *)g = who; /* committed and writable */
+  }
+}
+
+static void unmark(void *run, size_t first, size_t count, unsigned who)
+{
+  for (size_t i = first; i < first + count; i++) {
+    uint8_t *g = (uint8_t *)run + i * HM_GRANULE;
+    CHECK(*(unsigned *)g == who, "granule %p of thread %u was written by %u", (void *)g, who,
+          *(unsigned *)g);
+    unsigned was = who;
+    bool ours = atomic_compare_exchange_strong(&owners[region_row(g)][granule_index(g)], &was, 0);
+    CHECK(ours, "granule %p of thread %u is marked for thread %u", (void *)g, who, was);
+  }
+}
+
+typedef struct claimer {
+  unsigned who; /* 1 + thread index */
+  void *run[RUNS_PER_THREAD];
+  size_t count[RUNS_PER_THREAD];
+} claimer;
+
+static void claim_slot(claimer *c, unsigned i, uint64_t rnd)
+{
+  size_t count = 1 + rnd % HM_RUN_MAX;
+  void *run = hm_arena_alloc_run(arena, count);
+  check_run_placed(run, count);
+  mark(run, 0, count, c->who);
+  c->run[i] = run;
+  c->count[i] = count;
+}
+
+/* Grows, shrinks or frees the run in slot i. A shrunk tail is unmarked
+ * before it is freed: from then on another thread may claim it. */
+static void change_slot(claimer *c, unsigned i, uint64_t rnd)
+{
+  void *run = c->run[i];
+  size_t count = c->count[i];
+  switch (rnd % 4) {
+  case 0: {
+    size_t grown = count + 1 + (rnd >> 8) % 8;
+    if (grown <= HM_RUN_MAX && hm_arena_grow_run(run, count, grown)) {
+      mark(run, count, grown - count, c->who);
+      c->count[i] = grown;
+    }
+    return;
+  }
+  case 1:
+    if (count > 1) {
+      size_t kept = 1 + (rnd >> 8) % (count - 1);
+      unmark(run, kept, count - kept, c->who);
+      hm_arena_shrink_run(run, count, kept);
+      c->count[i] = kept;
+    }
+    return;
+  default:
+    unmark(run, 0, count, c->who);
+    hm_arena_free_run(run, count);
+    c->run[i] = NULL;
+  }
+}
+
+static void *claim_concurrently(void *arg)
+{
+  claimer *c = arg;
+  uint64_t state = 0x1234567ull * c->who + 1;
+  for (unsigned op = 0; op < OPS_PER_THREAD; op++) {
+    uint64_t rnd = unit_rand(&state);
+    unsigned i = rnd % RUNS_PER_THREAD;
+    if (c->run[i] == NULL)
+      claim_slot(c, i, rnd >> 3);
+    else
+      change_slot(c, i, rnd >> 3);
+  }
+  for (unsigned i = 0; i < RUNS_PER_THREAD; i++)
+    if (c->run[i] != NULL) {
+      unmark(c->run[i], 0, c->count[i], c->who);
+      hm_arena_free_run(c->run[i], c->count[i]);
+    }
+  return NULL;
+}
+
+static void check_concurrent_claims(void)
+{
+  claimer claimers[THREADS];
+  memset(claimers, 0, sizeof claimers);
+  for (unsigned t = 0; t < THREADS; t++)
+    claimers[t].who = t + 1;
+  unit_run_threads(THREADS, claim_concurrently, claimers, sizeof claimers[0]);
+  /* Everything was freed: every registered region is back to its header. */
+  for (unsigned i = 0; i < MAX_REGIONS && atomic_load(&region_bases[i]); i++) {
+    hm_region *r = (hm_region *)atomic_load(&region_bases[i]);
+    for (size_t w = 0; w < HM_REGION_WORDS; w++)
+      CHECK(atomic_load(&r->used[w]) == (w == 0 ? 1u : 0u),
+            "region %p word %zu is %#lx after every run was freed", (void *)r, w,
+            (unsigned long)atomic_load(&r->used[w]));
+  }
+  printf("ok: %d threads x %d claim/grow/shrink/free: runs disjoint, bitmap clean after\n",
+         THREADS, OPS_PER_THREAD);
+}
+
+/* A span from hm_arena_take_span is formatted for the class asked. */
+static void check_span_formatted(hm_span *s, unsigned cls)
+{
+  CHECK(s != NULL, "hm_arena_take_span(%u) returned NULL", cls);
+  CHECK(((uintptr_t)s & (HM_GRANULE - 1)) == 0, "span %p not granule aligned", (void *)s);
+  CHECK(s->cls == cls && s->block_size == hm_class_size[cls],
+        "span %p: class %u size %u, expected class %u size %u", (void *)s, s->cls,
+        s->block_size, cls, hm_class_size[cls]);
+  CHECK(s->kind == HM_KIND_SMALL && s->arena == arena, "span %p: kind %u arena %p", (void *)s,
+        s->kind, (void *)s->arena);
+  CHECK(s->granules == hm_class_granules[cls], "span %p of class %u: %u granules, expected %u",
+        (void *)s, cls, s->granules, hm_class_granules[cls]);
+  CHECK(s->blocks == (uint8_t *)s + HM_HEADER_SIZE, "span %p: blocks at %p", (void *)s,
+        (void *)s->blocks);
+  CHECK(atomic_load(&s->state) == HM_SPAN_OWNED && atomic_load(&s->owner) == NULL,
+        "span %p: state %u owner %p", (void *)s, atomic_load(&s->state),
+        (void *)atomic_load(&s->owner));
+  CHECK(hm_remote_list(atomic_load(&s->remote)) == NULL && s->local_free == NULL,
+        "span %p: free lists not empty", (void *)s);
+  for (unsigned g = 0; g < s->granules; g++) {
+    uint8_t *p = (uint8_t *)s + g * HM_GRANULE + HM_GRANULE / 2;
+    CHECK(hm_pagemap_header(p) == s, "granule %u of span %p maps to %p", g, (void *)s,
+          hm_pagemap_header(p));
+  }
+}
+
+/* The first block of a fresh span is its first slot. */
+static void check_first_block(hm_span *s)
+{
+  hm_block *b = hm_span_collect(s);
+  CHECK((uint8_t *)b == s->blocks, "first block of a fresh span %p is %p, expected %p",
+        (void *)s, (void *)b, (void *)s->blocks);
+}
+
+static unsigned other_class_same_granules(unsigned cls)
+{
+  for (unsigned c = 0; c < HM_CLASSES; c++)
+    if (c != cls && hm_class_granules[c] == hm_class_granules[cls])
+      return c;
+  FAIL("class %u is the only one with %u granules", cls, hm_class_granules[cls]);
+}
+
+static void check_take_span(void)
+{
+  hm_span *spans[HM_CLASSES];
+  for (unsigned cls = 0; cls < HM_CLASSES; cls++) {
+    spans[cls] = hm_arena_take_span(arena, cls);
+    check_span_formatted(spans[cls], cls);
+    check_first_block(spans[cls]);
+  }
+  /* A partial span comes back as it is; an empty one reformatted, for any
+   * class of its size. */
+  for (unsigned cls = 0; cls < HM_CLASSES; cls++) {
+    hm_span *s = spans[cls];
+    atomic_store(&s->state, HM_SPAN_LISTED);
+    hm_arena_push_partial(s);
+    CHECK(hm_arena_take_span(arena, cls) == s, "partial span %p of class %u not taken back",
+          (void *)s, cls);
+    hm_arena_push_empty(s);
+    CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY, "pushed empty, span %p has state %u",
+          (void *)s, atomic_load(&s->state));
+    unsigned other = other_class_same_granules(cls);
+    CHECK(hm_arena_take_span(arena, other) == s, "empty span %p not taken for class %u",
+          (void *)s, other);
+    check_span_formatted(s, other);
+    check_first_block(s);
+  }
+  UNIT_PASS("hm_arena_take_span: formatted spans of every class; partial and empty reuse");
+}
+
+int main(void)
+{
+  hm_process_init();
+  arena = hm_arena_for_node(-1);
+  check_runs_of_every_count();
+  check_free_then_reuse();
+  check_grow_shrink();
+  check_concurrent_claims(); /* expects every earlier run freed */
+  check_take_span();
+  return 0;
+}
