@@ -27,10 +27,48 @@ bool hm_os_commit(void *p, size_t size);
 /* The range's contents are discarded and its memory goes back to the OS at
  * once; it must be committed again before use. */
 void hm_os_decommit(void *p, size_t size);
+/* The range's memory may go back to the OS; it stays committed (usable
+ * without hm_os_commit). `now`: RSS must drop at once, and the range reads
+ * as zeros afterwards (Linux MADV_DONTNEED); otherwise the OS may take the
+ * pages lazily and their contents are undefined (MADV_FREE). Returns whether
+ * the range now reads as zeros. */
+bool hm_os_purge(void *p, size_t size, bool now);
+/* Bytes of [p, p+size) that are resident now. */
+size_t hm_os_resident(void *p, size_t size);
+/* Moves or resizes the mapping [p, p+old_size) to [to, to+new_size), where
+ * `to` was reserved by hm_os_reserve, without copying the pages. */
+bool hm_os_remap(void *p, size_t old_size, void *to, size_t new_size);
+/* Grows or shrinks the mapping [p, p+old_size) where it is. */
+bool hm_os_resize(void *p, size_t old_size, size_t new_size);
+
+/* Milliseconds of a monotonic clock, cheap (no system call where the OS has
+ * a vDSO). */
+int64_t hm_os_now_ms(void);
+/* Starts fn(arg) on a detached thread with every signal blocked (a helper
+ * must not take a signal meant for the program). pthread_create allocates
+ * (the new thread's TLS vector), so call it where allocating is allowed. */
+bool hm_os_thread_start(void *(*fn)(void *), void *arg);
+/* Sleeps while *word == expected, at most timeout_ms (-1: no limit). */
+void hm_os_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ms);
+void hm_os_wake(_Atomic uint32_t *word);
+void hm_os_yield(void);
+
+/* Read-copy-update: read sections nest, never sleep and allocate nothing;
+ * synchronize waits (sleeping) until every read section that began before
+ * it has ended. The fork hooks go in the allocator's atfork handlers. */
+void hm_os_rcu_read_lock(void);
+void hm_os_rcu_read_unlock(void);
+void hm_os_rcu_synchronize(void);
+void hm_os_rcu_fork_prepare(void);
+void hm_os_rcu_fork_parent(void);
+void hm_os_rcu_fork_child(void);
 
 /* Process services, none of which allocates. */
 const char *hm_os_getenv(const char *name);
 void hm_os_write_error(const char *msg, size_t len);
+/* Keeps the error output usable even if the program closes it later (as
+ * coreutils do at exit): for statistics printed at exit. */
+void hm_os_keep_error_output(void);
 uint64_t hm_os_random(void);
 /* Registers `on_exit` to run when a thread that called hm_os_thread_attach
  * exits, with the value given there. */

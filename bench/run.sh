@@ -1,60 +1,103 @@
 #!/usr/bin/env bash
-# Compares hmalloc with other allocators on the whole-program workloads of
-# bench/workloads. On a fresh Debian 12 machine, as root, installs what is
-# missing first; then builds a Release hmalloc into build/bench and runs.
+# Compares hmalloc with glibc, jemalloc, tcmalloc and mimalloc, side by side.
+# On a fresh Debian 12 machine, as root, installs what is missing first; then
+# builds a Release hmalloc and the benchmarks into build/bench and runs them.
 #
-#   bench/run.sh [--runs N] [--quick] [--allocators a,b,...] [--workloads w,...]
-#       Each workload under each allocator (LD_PRELOAD), interleaved run by
-#       run (default: 5 runs of each; glibc and hmalloc); prints the median
-#       wall time, peak RSS and CPU time per allocator and their ratios to
-#       the first allocator (the baseline, glibc).
-#   bench/run.sh --callgrind
-#       Instructions per malloc(32)+free pair on the fast path, under
-#       callgrind, for every allocator installed.
+#   bench/run.sh [options]
+#     --allocators a,b,...  among glibc hmalloc jemalloc tcmalloc mimalloc (all)
+#     --workloads w,...     families (churn, micro, redis, ...) or single
+#                           variants (churn-t8); see --list
+#     --threads 1,2,8,32    thread counts of the threaded workloads (their
+#                           defaults otherwise; counts below a workload's
+#                           minimum are skipped)
+#     --runs N              runs of each, interleaved (default 5); medians
+#     --quick               1 run of a subset, a short redis load (< 3 min)
+#     --callgrind           only the callgrind count (same as --workloads callgrind)
+#     --build-dir DIR       where to build (default build/bench; or
+#                           HMALLOC_BENCH_BUILD_DIR)
+#     --source DIR          the hmalloc tree to build (default this checkout)
+#     --report DIR          also copy the summary, charts and raw results to DIR
+#     --list                print the workload variants and exit
 #
-# Raw results go to bench/results/ (gitignored) as CSV. Exits non-zero when
-# a workload fails its self-check (or crashes) under some allocator.
+# Every variant runs under every allocator in the same run, interleaved run by
+# run (A B C D E A B C D E ...). Each result row gives the median of the runs
+# and its ratio to the best allocator of the row (1.00 = best; larger is
+# worse; for throughput, best / this). A summary line per allocator is the
+# geometric mean of its ratios. A run that crashes or fails its self-check
+# shows FAILED on its row; the run goes on, and the script exits non-zero.
+#
+# Results go to bench/results/<date>/ (gitignored): runs.csv (every run),
+# results.json (machine, versions, runs, medians), summary.md, charts (PNG and
+# SVG per workload family); bench/results/summary.md is the latest summary.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+bench=$root/bench
+source_dir=$root
 build=${HMALLOC_BENCH_BUILD_DIR:-$root/build/bench}
-results=$root/bench/results
 stamp=$(date +%Y%m%d-%H%M%S)
+command_line="bench/run.sh $*"
 
 # --- What is compared ---------------------------------------------------------
-# Allocators: a name and the library to LD_PRELOAD (none for glibc). The first
-# allocator of a run is the baseline the ratios are taken against.
+# Allocators: a name and the library to LD_PRELOAD. glibc preloads libc.so.6
+# itself: for the workloads that changes nothing, and it makes a program that
+# links another allocator (Debian's redis-server links jemalloc) use glibc's.
 multiarch=$(uname -m)-linux-gnu # Debian's library directory, before gcc is installed
 declare -A preload=(
-  [glibc]=""
-  [hmalloc]="$build/libhmalloc.so"
+  [glibc]="/lib/$multiarch/libc.so.6"
+  [hmalloc]="" # set once the build directory is known
   [jemalloc]="/usr/lib/$multiarch/libjemalloc.so.2"
   [tcmalloc]="/usr/lib/$multiarch/libtcmalloc_minimal.so.4"
   [mimalloc]="/usr/lib/$multiarch/libmimalloc.so.2"
 )
 all_allocators=(glibc hmalloc jemalloc tcmalloc mimalloc)
-wall_allocators=(glibc hmalloc)
+allocators=("${all_allocators[@]}")
+# The Debian package each allocator comes from, for the versions recorded.
+declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
+  [tcmalloc]=libtcmalloc-minimal4 [mimalloc]=libmimalloc2.0)
 
-# Workloads: a label and the command line of a program in <build>/bench.
-declare -A workload_command=(
-  [churn]="churn"
-  [xthread-2]="xthread -t 2"
-  [xthread-8]="xthread -t 8"
-)
-workloads=(churn xthread-2 xthread-8)
+# Workload families, in the order they run:
+#   family|kind|minimum threads|default threads|quick threads|command
+# kind: workload (a program of <build>/bench printing a result line), micro
+# (Google Benchmark), server (bench/redis.sh), timeline (burst -m timeline,
+# once per allocator), callgrind (instructions per malloc+free, once).
+# Threads "-": the family takes no -t. Quick threads "": not in --quick.
+# The defaults cover 1, 2, 8 and 32 threads across the families within the
+# 25 minutes of a full run on 2 shared cores; --threads 1,2,8,32 runs every
+# count on every threaded family (their minimum allowing).
+families_table="
+churn|workload|1|1|1|churn
+xthread|workload|2|2 32|2|xthread
+requests|workload|1|1 8 32|8|requests
+prodcons|workload|2|2 8|2|prodcons
+falseshare|workload|2|2|2|falseshare
+mixed|workload|1|1 8|1|mixed
+threadchurn|workload|1|32||threadchurn
+burst|workload|-|-|-|burst
+large|workload|1|1|1|large
+micro|micro|-|-|-|micro
+redis|server|-|-|-|redis
+timeline|timeline|-|-||burst -m timeline
+callgrind|callgrind|-|-||fastpath
+"
 
 # Callgrind: fastpath at two loop lengths; the difference cancels start-up.
 callgrind_short=100000
 callgrind_long=200000
+# Google Benchmark: time per benchmark (seconds); --quick runs a subset.
+micro_min_time=0.05
+micro_quick_filter='BM_malloc_free/(16|256|4096|65536|1048576)$|BM_batch_random/64|BM_producer'
 
-# Each run is bounded: a hung allocator fails the run instead of the job.
-run_timeout=300
+# Each run is bounded: a hung allocator fails the run instead of the job
+# (HMALLOC_BENCH_TIMEOUT seconds, default 300).
+run_timeout=${HMALLOC_BENCH_TIMEOUT:-300}
 
 packages=(build-essential cmake pkg-config liburcu-dev libhwloc-dev libbenchmark-dev valgrind
-  libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
+  libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 gnuplot-nox python3 redis-server)
 
 # --- Helpers ------------------------------------------------------------------
 usage() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  # The comment at the top of this file, up to the first line of code.
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
   exit 0
 }
 
@@ -72,14 +115,16 @@ install_missing() {
   echo "bench/run.sh: installing ${missing[*]}"
   [ "$(id -u)" -eq 0 ] || die "need root to install: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Installing redis-server starts its service where systemd runs; the
+  # benchmark starts its own server on another port.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 build_hmalloc() {
   local log=$build/build.log
   mkdir -p "$build"
-  echo "bench/run.sh: building hmalloc (Release) in $build"
-  if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHMALLOC_BENCH=ON \
+  echo "bench/run.sh: building hmalloc (Release) from $source_dir in $build"
+  if ! { cmake -S "$source_dir" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHMALLOC_BENCH=ON \
            -DHMALLOC_TESTS=OFF &&
          cmake --build "$build" -j"$(nproc)"; } >"$log" 2>&1; then
     cat "$log" >&2
@@ -87,216 +132,386 @@ build_hmalloc() {
   fi
 }
 
-# Splits a comma-separated list into the named array, checking each item is
-# a key of the associative array `known`.
-select_items() {
-  local -n into=$1 known=$2
-  local list=$3 item
-  IFS=, read -ra into <<<"$list"
-  for item in "${into[@]}"; do
-    [ -n "${known[$item]+set}" ] || die "unknown name '$item' (known: ${!known[*]})"
-  done
-}
-
 preload_available() {
   local lib=${preload[$1]}
   [ -z "$lib" ] || [ -e "$lib" ]
 }
 
-# Runs a program of <build>/bench under an allocator (an empty LD_PRELOAD, for
-# glibc, preloads nothing). Its stdout goes to stdout, its stderr to file $2.
+# Runs a program of <build>/bench under an allocator. Its stdout goes to
+# stdout, its stderr to file $2.
 run_under() {
   local allocator=$1 errors=$2 program=$build/bench/$3
   shift 3
   LD_PRELOAD=${preload[$allocator]} timeout "$run_timeout" "$program" "$@" 2>"$errors"
 }
 
-# The median of the numbers on stdin, one a line.
-median() {
-  sort -g | awk '{ v[NR] = $1 }
-    END { if (NR == 0) exit 1
-          if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# --- The variants to run ------------------------------------------------------
+# Each variant is a label (family, or family-tN) with its family, kind,
+# thread count and command.
+declare -A family_kind=() family_min=() family_threads=() family_quick=() family_command=()
+families=()
+declare -A variant_family=() variant_threads=() variant_command=()
+variants=()
+
+read_families() {
+  local family kind min threads quick command
+  while IFS='|' read -r family kind min threads quick command; do
+    [ -n "$family" ] || continue
+    families+=("$family")
+    family_kind[$family]=$kind family_min[$family]=$min family_threads[$family]=$threads
+    family_quick[$family]=$quick family_command[$family]=$command
+  done <<<"$families_table"
 }
 
-ratio() {
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+add_variant() {
+  local label=$1 family=$2 threads=$3 command=$4
+  variants+=("$label")
+  variant_family[$label]=$family variant_threads[$label]=$threads
+  variant_command[$label]=$command
 }
 
-describe_machine() {
-  echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')," \
-    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "glibc $(ldd --version | head -1 | awk '{print $NF}'), hmalloc $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')"
-}
-
-# --- Wall time and peak RSS ---------------------------------------------------
-# The metrics read from a workload's result line, and how each is printed.
-# time_s is the wall time; cpu_s (user+system) is steadier on a loaded machine.
-metrics=(time_s rss_kb cpu_s)
-declare -A metric_format=([time_s]=%.3f [rss_kb]=%.0f [cpu_s]=%.3f)
-
-# values["metric workload allocator"]: the metric's values over the good runs,
-# one a line; failure["workload allocator"]: why a run failed.
-declare -A values=() failure=()
-
-# Sets the array `measured` to the values of the metrics in the result line
-# $1, in the order of `metrics`; fails if one is missing.
-parse_result() {
-  local line=" $1 " metric
-  measured=()
-  for metric in "${metrics[@]}"; do
-    [[ $line =~ \ $metric=([0-9.]+)\  ]] || return 1
-    measured+=("${BASH_REMATCH[1]}")
-  done
-}
-
-run_wall() {
-  local csv=$results/wall-$stamp.csv errors=$results/wall-$stamp.stderr
-  local total=$((${#workloads[@]} * runs * ${#wall_allocators[@]})) done=0
-  local workload run allocator key line command status i measured fields
-  for allocator in "${wall_allocators[@]}"; do
-    preload_available "$allocator" || die "$allocator: ${preload[$allocator]} not found"
-  done
-  mkdir -p "$results"
-  echo "workload,allocator,run,$(IFS=,; echo "${metrics[*]}"),status" >"$csv"
-  describe_machine
-  echo "runs: $runs of each workload under each of: ${wall_allocators[*]} (interleaved)"
-  for workload in "${workloads[@]}"; do
-    read -ra command <<<"${workload_command[$workload]}"
-    for ((run = 1; run <= runs; run++)); do
-      for allocator in "${wall_allocators[@]}"; do
-        done=$((done + 1))
-        key="$workload $allocator"
-        if line=$(run_under "$allocator" "$errors.one" "${command[@]}") && parse_result "$line"; then
-          status=ok line=""
-          for i in "${!metrics[@]}"; do
-            values[${metrics[i]} $key]+="${measured[i]}"$'\n'
-            line+="${metrics[i]}=${measured[i]} "
-          done
-          fields=$(IFS=,; echo "${measured[*]}") line=${line% }
-        else
-          status="FAILED (exit $?)"
-          fields=$(printf ',%.0s' "${metrics[@]:1}") # the metrics' fields, empty
-          failure[$key]=$(head -1 "$errors.one")
-          line="$status ${failure[$key]}"
-        fi
-        if [ -s "$errors.one" ]; then
-          sed "s/^/$workload $allocator run $run: /" "$errors.one" >>"$errors"
-        fi
-        echo "$workload,$allocator,$run,$fields,$status" >>"$csv"
-        printf '[%2d/%d] %-10s %-9s run %d/%d  %s\n' "$done" "$total" "$workload" "$allocator" \
-          "$run" "$runs" "$line"
-      done
-    done
-  done
-  rm -f "$errors.one"
-  [ -s "$errors" ] || rm -f "$errors"
-  print_wall_summary
-  echo "raw results: $csv"
-  [ ${#failure[@]} -eq 0 ]
-}
-
-# Per workload and allocator: the median of each metric, then its ratio to
-# the baseline allocator's median.
-print_wall_summary() {
-  local baseline=${wall_allocators[0]} workload allocator key metric median_value
-  local -A base=()
-  local -a row
-  echo
-  echo "medians of $runs runs (ratios: allocator / $baseline)"
-  printf '%-10s %-9s' workload allocator
-  printf ' %9s' "${metrics[@]}"
-  printf ' %10s' "${metrics[@]/%_*/_ratio}"
-  echo
-  for workload in "${workloads[@]}"; do
-    base=()
-    for allocator in "${wall_allocators[@]}"; do
-      key="$workload $allocator"
-      printf '%-10s %-9s' "$workload" "$allocator"
-      if [ -n "${failure[$key]+set}" ]; then
-        printf ' FAILED: %s\n' "${failure[$key]}"
-        continue
-      fi
-      row=()
-      for metric in "${metrics[@]}"; do
-        median_value=$(median <<<"${values[$metric $key]%$'\n'}")
-        if [ "$allocator" = "$baseline" ]; then base[$metric]=$median_value; fi
-        # shellcheck disable=SC2059 # the format comes from metric_format
-        printf " %9s" "$(printf "${metric_format[$metric]}" "$median_value")"
-        row+=("$(ratio "$median_value" "${base[$metric]:-0}")")
-      done
-      printf ' %10s' "${row[@]}"
-      echo
+# Expands families into variants: $1 quick (0/1), $2 the --threads list or "".
+expand_variants() {
+  local quick=$1 thread_list=$2 family threads t
+  for family in "${families[@]}"; do
+    if [ "$quick" = 1 ] && [ -z "${family_quick[$family]}" ]; then continue; fi
+    if [ "${family_threads[$family]}" = - ]; then
+      add_variant "$family" "$family" 1 "${family_command[$family]}"
+      continue
+    fi
+    threads=${family_threads[$family]}
+    [ "$quick" = 1 ] && threads=${family_quick[$family]}
+    [ -n "$thread_list" ] && threads=${thread_list//,/ }
+    for t in $threads; do
+      [ "$t" -ge "${family_min[$family]}" ] || continue
+      add_variant "$family-t$t" "$family" "$t" "${family_command[$family]} -t $t"
     done
   done
 }
 
-# --- Callgrind: instructions per malloc+free ----------------------------------
+# Keeps the variants named (by label or family) in the comma list $1.
+select_variants() {
+  local -A wanted=()
+  local name label kept=()
+  IFS=, read -ra names <<<"$1"
+  for name in "${names[@]}"; do
+    [ -n "${family_kind[$name]+set}" ] || [ -n "${variant_family[$name]+set}" ] ||
+      die "unknown workload '$name' (see --list)"
+    wanted[$name]=1
+  done
+  for label in "${variants[@]}"; do
+    if [ -n "${wanted[$label]+set}" ] || [ -n "${wanted[${variant_family[$label]}]+set}" ]; then
+      kept+=("$label")
+    fi
+  done
+  variants=("${kept[@]}")
+  [ ${#variants[@]} -gt 0 ] || die "no workload left to run"
+}
+
+select_allocators() {
+  local name
+  IFS=, read -ra allocators <<<"$1"
+  for name in "${allocators[@]}"; do
+    [ -n "${preload[$name]+set}" ] || die "unknown allocator '$name' (known: ${all_allocators[*]})"
+  done
+}
+
+kind_of() { echo "${family_kind[${variant_family[$1]}]}"; }
+
+# Runs of a variant: timeline and callgrind are one per allocator.
+runs_of() {
+  case $(kind_of "$1") in
+    timeline | callgrind) echo 1 ;;
+    *) echo "$runs" ;;
+  esac
+}
+
+# --- Raw results ----------------------------------------------------------------
+# runs.csv: one row per run (and, for micro and redis, per benchmark or test).
+csv_columns=(kind family workload threads allocator run status time_s cpu_s rss_kb idle_rss_kb
+  ops_per_s ns_per_op ir_per_pair detail)
+metric_columns=(time_s cpu_s rss_kb idle_rss_kb ops_per_s ns_per_op ir_per_pair)
+
+# Appends a row: kind family workload threads allocator run status, then
+# metric=value words (any of metric_columns), then the detail text in $8.
+csv_row() {
+  local kind=$1 family=$2 workload=$3 threads=$4 allocator=$5 run=$6 status=$7 metrics=$8
+  local detail=${9:-} column
+  local -A value=()
+  local word
+  for word in $metrics; do
+    value[${word%%=*}]=${word#*=}
+  done
+  local row="$kind,$family,$workload,$threads,$allocator,$run,$status"
+  for column in "${metric_columns[@]}"; do row+=",${value[$column]:-}"; done
+  detail=${detail//\"/\'}
+  echo "$row,\"$detail\"" >>"$csv"
+}
+
+# The metric=value words of a result line whose keys are metric columns.
+metric_words() {
+  local word words=() column
+  for word in $1; do
+    for column in "${metric_columns[@]}"; do
+      [ "${word%%=*}" = "$column" ] && words+=("$word")
+    done
+  done
+  echo "${words[*]}"
+}
+
+# --- Runners: each runs one variant once under one allocator, appends its
+# rows to the CSV and prints a short result; non-zero when the run failed.
+# $1 label, $2 allocator, $3 run number; $errors: a file for stderr.
+
+# Why a run failed, from its exit code ($1) and its stderr ($errors).
+failure_text() {
+  local code=$1 why
+  case $code in
+    0) why="no result line" ;;
+    124) why="timed out after ${run_timeout}s" ;;
+    1[3-9][0-9] | 2[0-9][0-9]) why="killed by signal $((code - 128))" ;;
+    *) why="exit $code" ;;
+  esac
+  echo "FAILED ($why) $(head -1 "$errors")"
+}
+
+run_workload() {
+  local label=$1 allocator=$2 run=$3 family=${variant_family[$1]} output line code=0
+  local -a command
+  read -ra command <<<"${variant_command[$label]}"
+  output=$(run_under "$allocator" "$errors" "${command[@]}") || code=$?
+  line=$(grep '^workload=' <<<"$output" | tail -1)
+  if [ $code -eq 0 ] && [[ $line == *time_s=* ]]; then
+    csv_row workload "$family" "$label" "${variant_threads[$label]}" "$allocator" "$run" ok \
+      "$(metric_words "$line")"
+    metric_words "$line"
+    return 0
+  fi
+  line=$(failure_text $code)
+  csv_row workload "$family" "$label" "${variant_threads[$label]}" "$allocator" "$run" FAILED "" "$line"
+  echo "$line"
+  return 1
+}
+
+run_timeline() {
+  local label=$1 allocator=$2 run=$3 output line code=0
+  local -a command
+  read -ra command <<<"${variant_command[$label]}"
+  output=$(run_under "$allocator" "$errors" "${command[@]}") || code=$?
+  line=$(grep '^workload=' <<<"$output" | tail -1)
+  if [ $code -eq 0 ] && [ -n "$line" ]; then
+    # sample t_s=T rss_kb=K phase=P -> allocator,t_s,rss_kb,phase
+    grep '^sample ' <<<"$output" | sed -E "s/^sample t_s=([^ ]+) rss_kb=([^ ]+) phase=(.*)/$allocator,\1,\2,\3/" \
+      >>"$out/timeline.csv"
+    csv_row timeline timeline "$label" 1 "$allocator" "$run" ok "$(metric_words "$line")"
+    echo "$(grep -c '^sample ' <<<"$output") samples, peak RSS $(metric_words "$line" | grep -o 'rss_kb=[0-9]*')"
+    return 0
+  fi
+  line=$(failure_text $code)
+  csv_row timeline timeline "$label" 1 "$allocator" "$run" FAILED "" "$line"
+  echo "$line"
+  return 1
+}
+
+run_micro() {
+  local label=$1 allocator=$2 run=$3 json=$out/micro/$2-$3.json
+  local -a filter=()
+  [ "$quick" = 1 ] && filter=(--benchmark_filter="$micro_quick_filter")
+  local code=0 line
+  mkdir -p "$out/micro"
+  run_under "$allocator" "$errors" micro --benchmark_min_time="$micro_min_time" \
+    --benchmark_format=json "${filter[@]}" >"$json" || code=$?
+  if [ $code -eq 0 ] && python3 "$bench/report.py" micro-rows "$json" "$allocator" "$run" >>"$csv"; then
+    echo "$(grep -c '"name"' "$json") benchmarks"
+    return 0
+  fi
+  line=$(failure_text $code)
+  csv_row micro micro micro - "$allocator" "$run" FAILED "" "$line"
+  echo "$line"
+  return 1
+}
+
+run_server() {
+  local label=$1 allocator=$2 run=$3 output line word
+  local -a options=()
+  [ "$quick" = 1 ] && options=(--quick)
+  if output=$("$bench/redis.sh" "${options[@]}" "${preload[$allocator]}" 2>"$errors") &&
+     line=$(grep '^workload=redis' <<<"$output"); then
+    while read -r word rest; do
+      csv_row server redis-tests "redis:${word#test=}" - "$allocator" "$run" ok "$rest"
+    done < <(grep '^test=' <<<"$output")
+    csv_row server redis redis - "$allocator" "$run" ok "$(metric_words "$line")"
+    echo "$(metric_words "$line")"
+    return 0
+  fi
+  csv_row server redis redis - "$allocator" "$run" FAILED "" "FAILED $(tail -1 "$errors")"
+  echo "FAILED $(tail -1 "$errors")"
+  return 1
+}
+
 # Total Ir of fastpath -n N, from the summary line of callgrind's output.
 # Fails unless the preloaded library shows up among the objects callgrind saw
 # (proof that the allocator, not glibc, served the calls). Reasons for a
 # failure go to stderr.
 callgrind_ir() {
-  local allocator=$1 n=$2 out=$3 lib=${preload[$1]}
-  if ! LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$out" \
-         "$build/bench/fastpath" -n "$n" >/dev/null 2>"$out.log"; then
-    echo "$allocator: fastpath -n $n failed under callgrind: $(tail -1 "$out.log")" >&2
+  local allocator=$1 n=$2 file=$3 lib=${preload[$1]}
+  if ! LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$file" \
+         "$build/bench/fastpath" -n "$n" >/dev/null 2>"$file.log"; then
+    echo "$allocator: fastpath -n $n failed under callgrind: $(tail -1 "$file.log")" >&2
     return 1
   fi
   # Objects are named at their first mention, as ob= or cob= (a callee's).
-  if [ -n "$lib" ] && ! grep -E '^c?ob=' "$out" | grep -qF "$(basename "$lib")"; then
+  if [ -n "$lib" ] && ! grep -E '^c?ob=' "$file" | grep -qF "$(basename "$lib")"; then
     echo "$allocator: $(basename "$lib") not among the objects callgrind saw" >&2
     return 1
   fi
-  awk '/^summary:/ { print $2; found = 1 } END { exit !found }' "$out"
+  awk '/^summary:/ { print $2; found = 1 } END { exit !found }' "$file"
 }
 
 run_callgrind() {
-  local dir=$results/callgrind-$stamp csv=$results/callgrind-$stamp.csv
-  local allocator short long per_pair failed=0 allocators=()
-  for allocator in "${all_allocators[@]}"; do
-    if preload_available "$allocator"; then allocators+=("$allocator"); fi
-  done
+  local label=$1 allocator=$2 run=$3 dir=$out/callgrind short long per_pair
   mkdir -p "$dir"
-  echo "allocator,n_short,ir_short,n_long,ir_long,ir_per_pair" >"$csv"
-  echo "callgrind: fastpath -n $callgrind_short and -n $callgrind_long under: ${allocators[*]}"
-  printf '%-9s %12s %12s %10s\n' allocator "Ir($callgrind_short)" "Ir($callgrind_long)" "Ir/pair"
+  if short=$(callgrind_ir "$allocator" "$callgrind_short" "$dir/$allocator-$callgrind_short.out" 2>"$errors") &&
+     long=$(callgrind_ir "$allocator" "$callgrind_long" "$dir/$allocator-$callgrind_long.out" 2>"$errors"); then
+    per_pair=$(awk -v a="$short" -v b="$long" -v n=$((callgrind_long - callgrind_short)) \
+      'BEGIN { printf "%.1f", (b - a) / n }')
+    csv_row callgrind callgrind fastpath 1 "$allocator" "$run" ok "ir_per_pair=$per_pair" \
+      "Ir($callgrind_short)=$short Ir($callgrind_long)=$long"
+    echo "$per_pair instructions per malloc(32)+free"
+    return 0
+  fi
+  csv_row callgrind callgrind fastpath 1 "$allocator" "$run" FAILED "" "FAILED $(head -1 "$errors")"
+  echo "FAILED $(head -1 "$errors")"
+  return 1
+}
+
+# --- The run --------------------------------------------------------------------
+package_version() {
+  dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not installed"
+}
+
+# meta.env: what the results were measured on, read by report.py.
+write_meta() {
+  local allocator
+  {
+    echo "date=$(date -Iseconds)"
+    echo "command=$command_line"
+    echo "machine=$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "kernel=$(uname -sr)"
+    echo "load_average_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "runs=$runs"
+    # A dirty tree is identified by its diff, too.
+    echo "hmalloc_diff_sha1=$(git -C "$source_dir" diff HEAD -- src arch include 2>/dev/null | sha1sum | cut -c1-12)"
+    echo "allocators=${allocators[*]}"
+    echo "hmalloc=$(git -C "$source_dir" describe --always --dirty 2>/dev/null || echo 'not a git checkout') ($source_dir)"
+    for allocator in "${allocators[@]}"; do
+      [ -n "${allocator_package[$allocator]+set}" ] &&
+        echo "version_$allocator=${allocator_package[$allocator]} $(package_version "${allocator_package[$allocator]}")"
+    done
+    echo "version_compiler=$(cc --version | head -1)"
+    echo "version_benchmark=libbenchmark-dev $(package_version libbenchmark-dev)"
+    echo "version_redis=redis-server $(package_version redis-server)"
+    echo "version_valgrind=valgrind $(package_version valgrind)"
+  } >"$out/meta.env"
+}
+
+# Proves, once per allocator, which library serves redis-server's malloc,
+# and that hmalloc served it (its stats line at exit).
+check_server_allocators() {
+  local allocator report
   for allocator in "${allocators[@]}"; do
-    if short=$(callgrind_ir "$allocator" "$callgrind_short" "$dir/$allocator-$callgrind_short.out") &&
-       long=$(callgrind_ir "$allocator" "$callgrind_long" "$dir/$allocator-$callgrind_long.out"); then
-      per_pair=$(awk -v a="$short" -v b="$long" -v n=$((callgrind_long - callgrind_short)) \
-        'BEGIN { printf "%.1f", (b - a) / n }')
-      printf '%-9s %12s %12s %10s\n' "$allocator" "$short" "$long" "$per_pair"
-      echo "$allocator,$callgrind_short,$short,$callgrind_long,$long,$per_pair" >>"$csv"
+    if report=$("$bench/redis.sh" --check "${preload[$allocator]}" 2>&1); then
+      echo "redis-server under $allocator: $(tr '\n' ' ' <<<"$report")" | tee -a "$out/server-check.txt"
     else
-      printf '%-9s FAILED\n' "$allocator"
-      echo "$allocator,$callgrind_short,,$callgrind_long,,FAILED" >>"$csv"
-      failed=1
+      echo "redis-server under $allocator: check FAILED: $report" | tee -a "$out/server-check.txt"
     fi
   done
-  echo "raw results: $csv (callgrind outputs in $dir)"
+}
+
+run_all() {
+  local total=0 done=0 label allocator run n kind result status failed=0 runner
+  for label in "${variants[@]}"; do total=$((total + $(runs_of "$label") * ${#allocators[@]})); done
+  echo "$(IFS=,; echo "${csv_columns[*]}")" >"$csv"
+  echo "allocator,t_s,rss_kb,phase" >"$out/timeline.csv"
+  write_meta
+  echo "machine: $(sed -n 's/^machine=//p' "$out/meta.env"), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "allocators: ${allocators[*]}; $total runs; results in $out"
+  for label in "${variants[@]}"; do
+    kind=$(kind_of "$label")
+    [ "$kind" = server ] && check_server_allocators
+    runner=run_$kind
+    n=$(runs_of "$label")
+    for ((run = 1; run <= n; run++)); do
+      for allocator in "${allocators[@]}"; do
+        done=$((done + 1))
+        if result=$($runner "$label" "$allocator" "$run"); then status=0; else status=1; failed=1; fi
+        if [ -s "$errors" ]; then
+          sed "s/^/$label $allocator run $run: /" "$errors" >>"$out/stderr.txt"
+        fi
+        printf '[%3d/%d] %-14s %-9s run %d/%d  %s\n' "$done" "$total" "$label" "$allocator" \
+          "$run" "$n" "$result"
+      done
+    done
+  done
+  rm -f "$errors"
+  echo "load_average_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/meta.env"
   return $failed
 }
 
-# --- Main ---------------------------------------------------------------------
+# --- Main -----------------------------------------------------------------------
 runs=5
-mode=wall
+quick=0
+thread_list=""
+workload_list=""
+report_dir=""
+list_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"; runs=$2; shift ;;
-    --quick) runs=1 ;;
-    --callgrind) mode=callgrind ;;
-    --allocators) select_items wall_allocators preload "${2:-}"; shift ;;
-    --workloads) select_items workloads workload_command "${2:-}"; shift ;;
+    --quick) quick=1 runs=1 ;;
+    --callgrind) workload_list=callgrind ;;
+    --allocators) select_allocators "${2:-}"; shift ;;
+    --workloads) workload_list=${2:-}; shift ;;
+    --threads) [[ ${2:-} =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--threads needs a list like 1,2,8"; thread_list=$2; shift ;;
+    --build-dir) build=${2:?--build-dir needs a directory}; shift ;;
+    --source) source_dir=$(cd "${2:?--source needs a directory}" && pwd); shift ;;
+    --report) report_dir=${2:?--report needs a directory}; shift ;;
+    --list) list_only=1 ;;
     -h|--help) usage ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
 done
+preload[hmalloc]=$build/libhmalloc.so
+
+read_families
+# A named workload runs even if --quick would leave it out.
+if [ -n "$workload_list" ]; then expand_variants 0 "$thread_list"; else expand_variants "$quick" "$thread_list"; fi
+[ -n "$workload_list" ] && select_variants "$workload_list"
+if [ $list_only = 1 ]; then
+  for label in "${variants[@]}"; do printf '%-15s %s\n' "$label" "${variant_command[$label]}"; done
+  exit 0
+fi
 
 install_missing
 build_hmalloc
-if [ "$mode" = callgrind ]; then
-  run_callgrind
-else
-  run_wall
+for allocator in "${allocators[@]}"; do
+  preload_available "$allocator" || die "$allocator: ${preload[$allocator]} not found"
+done
+out=$bench/results/$stamp
+csv=$out/runs.csv
+errors=$out/stderr.one
+mkdir -p "$out"
+status=0
+run_all || status=1
+python3 "$bench/report.py" report "$out" || status=1
+cp "$out/summary.md" "$bench/results/summary.md"
+if [ -n "$report_dir" ]; then
+  mkdir -p "$report_dir"
+  cp "$out"/summary.md "$out"/runs.csv "$out"/results.json "$out"/timeline.csv "$report_dir"/
+  cp "$out"/*.png "$out"/*.svg "$report_dir"/ 2>/dev/null || true
+  [ -f "$out/server-check.txt" ] && cp "$out/server-check.txt" "$report_dir"/
+  echo "report copied to $report_dir"
 fi
+echo "results: $out (summary: $out/summary.md)"
+exit $status

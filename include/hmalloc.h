@@ -46,14 +46,29 @@ struct hm_stats {
   size_t frees;            /* blocks freed */
   size_t bytes_allocated;  /* sum of the block sizes handed out */
   size_t bytes_in_use;     /* of blocks not yet freed */
-  size_t regions;          /* 64 MiB regions reserved */
+  size_t regions;          /* 64 MiB regions reserved now */
   size_t reserved;         /* bytes of address space reserved (regions + huge) */
   size_t spans;            /* spans formed */
   size_t large_live;       /* large blocks (128 KiB .. 4 MiB) in use */
   size_t huge_live;        /* huge blocks (own mapping) in use */
+  size_t purges;           /* purge calls made (madvise on Linux) */
+  size_t purged;           /* bytes purged: returned to the OS but still mapped */
+  size_t regions_released; /* regions unmapped */
 };
 
 HM_API void hm_stats_get(struct hm_stats *out);
+
+/* Per NUMA node: one arena each (node 0 only on a one-node machine, or
+ * until the topology is known). */
+struct hm_node_stats {
+  size_t mapped;           /* bytes of address space of the node's arena */
+  size_t resident;         /* bytes of it resident now */
+  size_t spans;            /* spans formed from the node's memory */
+  size_t cross_node_frees; /* its blocks freed by threads running on other nodes */
+};
+HM_API int hm_stats_nodes(void);
+/* 0, or EINVAL for a node out of range. */
+HM_API int hm_stats_node_get(int node, struct hm_node_stats *out);
 /* A short summary on stderr; what HMALLOC_STATS=1 prints at exit. */
 HM_API void hm_stats_print(void);
 

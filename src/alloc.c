@@ -8,6 +8,7 @@
 #include "../include/hmalloc.h"
 #include "init.h"
 #include "large.h"
+#include "purge.h"
 
 /* Large blocks bypass the thread cache, but the process must be set up
  * (configuration, fork handlers) before the first block of any kind. A
@@ -18,12 +19,19 @@ static void ensure_process_init(void)
     hm_process_init();
 }
 
-void *hm_alloc_slow(size_t size)
+static void *alloc_large(size_t size, size_t align, uint64_t *old_key)
+{
+  ensure_process_init();
+  void *p = hm_large_alloc(size, align, old_key);
+  hm_purge_tick();
+  return p;
+}
+
+void *hm_alloc_slow(size_t size, uint64_t *old_key)
 {
   if (size <= HM_SMALL_MAX)
-    return hm_tcache_alloc_slow(hm_tls, size);
-  ensure_process_init();
-  return hm_large_alloc(size, HM_MIN_ALIGN);
+    return hm_tcache_alloc_slow(hm_tls, size, old_key);
+  return alloc_large(size, HM_MIN_ALIGN, old_key);
 }
 
 /* The block that `p` lies in, aborting unless hmalloc handed `p` out: the
@@ -36,7 +44,8 @@ static hm_block *small_block_of(hm_span *s, const void *p, const char *func)
   size_t off = (size_t)(q - s->blocks);
   if (q < s->blocks || off >= atomic_load_explicit(&s->carved, memory_order_relaxed))
     hm_fatal(func, "invalid pointer", p);
-  size_t rem = off % s->block_size;
+  /* The common case, a block start, needs no division. */
+  size_t rem = off * s->divisor < s->divisor ? 0 : off % s->block_size;
   size_t alignment = (uintptr_t)q & -(uintptr_t)q;
   if (rem != 0 && !(atomic_load_explicit(&s->aligned, memory_order_relaxed) && rem < alignment))
     hm_fatal(func, "invalid pointer", p);
@@ -58,6 +67,7 @@ void hm_free_slow(void *p, const char *func)
   hm_span *s = header_of(p, func);
   if (s->kind != HM_KIND_SMALL) {
     hm_large_free(s, p, func);
+    hm_purge_tick();
     return;
   }
   hm_tcache_free_block(hm_tls, s, small_block_of(s, p, func), p, func);
@@ -101,8 +111,8 @@ static void *alloc_aligned(size_t align, size_t size)
     }
     return p;
   }
-  ensure_process_init();
-  return hm_large_alloc(size, align);
+  uint64_t old_key;
+  return alloc_large(size, align, &old_key);
 }
 
 void *hm_malloc(size_t size)
@@ -122,12 +132,16 @@ void *hm_calloc(size_t count, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  void *p = hm_alloc_inline(total);
+  uint64_t old_key;
+  hm_block *p = hm_alloc_block(total, &old_key);
   if (p == NULL)
     return NULL;
-  /* A huge block is a new mapping: the kernel zeroed it. */
-  if (total <= HM_SMALL_MAX || ((hm_span *)hm_pagemap_header(p))->kind != HM_KIND_HUGE)
+  /* A block carved from memory that read as zeros holds only its free-list
+   * words; a large run of such memory or a new mapping, nothing. */
+  if (old_key != hm_zero_key)
     memset(p, 0, total);
+  else if (total <= HM_SMALL_MAX)
+    p->next = NULL;
   return p;
 }
 
@@ -145,8 +159,10 @@ void *hm_realloc(void *p, size_t size)
     /* Keep the block unless that would waste more than half of it. */
     if (size <= usable && (size >= usable / 2 || usable <= 32))
       return p;
-  } else if (size > HM_SMALL_MAX && hm_large_resize(s, size)) {
-    return p;
+  } else if (size > HM_SMALL_MAX) {
+    void *q = hm_large_resize(s, size);
+    if (q != NULL)
+      return q;
   }
   void *q = hm_alloc_inline(size);
   if (q == NULL)
@@ -244,5 +260,6 @@ size_t hm_usable_size(const void *p)
 
 int hm_trim(void)
 {
-  return 0; /* nothing is returned to the OS yet: no idle memory is purged */
+  ensure_process_init();
+  return hm_purge_trim();
 }

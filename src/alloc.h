@@ -7,14 +7,16 @@
 #include "pagemap.h"
 #include "tcache.h"
 
-void *hm_alloc_slow(size_t size);
+void *hm_alloc_slow(size_t size, uint64_t *old_key);
 /* The glibc extensions, for the override layer. */
 void *hm_memalign(size_t alignment, size_t size);
 void *hm_valloc(size_t size);
 void *hm_pvalloc(size_t size);
 void hm_free_slow(void *p, const char *func);
 
-static inline void *hm_alloc_inline(size_t size)
+/* *old_key receives what the block's key word held: hm_zero_key if the
+ * block was never handed out and reads as zeros. */
+static inline void *hm_alloc_block(size_t size, uint64_t *old_key)
 {
   hm_tcache *tc = hm_tls;
   if (hm_likely(size <= HM_LUT_MAX)) {
@@ -22,13 +24,20 @@ static inline void *hm_alloc_inline(size_t size)
     hm_bin *bin = &tc->bins[cls];
     hm_block *b = bin->free;
     if (hm_likely(b != NULL)) {
-      bin->mallocs++;
+      hm_count(&bin->mallocs);
       bin->free = b->next;
+      *old_key = b->key;
       b->key = 0;
       return b;
     }
   }
-  return hm_alloc_slow(size);
+  return hm_alloc_slow(size, old_key);
+}
+
+static inline void *hm_alloc_inline(size_t size)
+{
+  uint64_t old_key;
+  return hm_alloc_block(size, &old_key);
 }
 
 /* A block of a span this thread owns, freed exactly at its start and not
@@ -45,7 +54,7 @@ static inline void hm_free_inline(void *p)
     b->next = bin->free;
     b->key = hm_free_key;
     bin->free = b;
-    bin->frees++;
+    hm_count(&bin->frees);
     return;
   }
   hm_free_slow(p, "free");

@@ -1,68 +1,28 @@
 #include "arena.h"
 
 #include "pagemap.h"
+#include "purge.h"
+#include "rcu.h"
 
-hm_arena hm_arenas[1];
+hm_arena hm_arenas[HM_TOPOLOGY_MAX_NODES];
+
+unsigned hm_arena_count(void)
+{
+  return (unsigned)hm_topology_nodes();
+}
 
 hm_arena *hm_arena_for_node(int node)
 {
-  (void)node;
-  return &hm_arenas[0];
+  if (node < 0)
+    node = hm_topology_current_node();
+  return &hm_arenas[(unsigned)node % hm_arena_count()];
 }
 
-static hm_region *region_of(const void *p)
+static hm_region *region_new(hm_arena *a)
 {
-  return (hm_region *)((uintptr_t)p & ~(uintptr_t)(HM_REGION_SIZE - 1));
-}
-
-static uint64_t run_mask(size_t count, unsigned bit)
-{
-  return (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << bit;
-}
-
-/* Bit positions where `count` consecutive zero bits of `used` start. */
-static uint64_t run_starts(uint64_t used, size_t count)
-{
-  uint64_t ok = ~used;
-  /* After the loop, bit i is set iff bits i..i+count-1 of ~used are all set;
-   * the shifted-in zeros keep runs from wrapping past bit 63. */
-  for (size_t have = 1; have < count && ok;) {
-    size_t step = have < count - have ? have : count - have;
-    ok &= ok >> step;
-    have += step;
-  }
-  return ok;
-}
-
-static void *region_claim(hm_region *r, size_t count)
-{
-  for (size_t w = 0; w < HM_REGION_WORDS; w++) {
-    uint64_t used = atomic_load_explicit(&r->used[w], memory_order_relaxed);
-    for (;;) {
-      uint64_t starts = run_starts(used, count);
-      if (starts == 0)
-        break;
-      unsigned bit = (unsigned)__builtin_ctzll(starts);
-      if (atomic_compare_exchange_weak_explicit(&r->used[w], &used, used | run_mask(count, bit),
-                                                memory_order_acquire, memory_order_relaxed))
-        return (uint8_t *)r + (w * 64 + bit) * HM_GRANULE;
-    }
-  }
-  return NULL;
-}
-
-static hm_region *region_reserve(hm_arena *a)
-{
-  hm_region *r = hm_os_reserve(HM_REGION_SIZE, HM_REGION_SIZE, false);
-  if (r == NULL)
-    return NULL;
-  if (!hm_os_commit(r, HM_GRANULE)) {
-    hm_os_release(r, HM_REGION_SIZE);
-    return NULL;
-  }
-  r->arena = a;
-  atomic_store_explicit(&r->used[0], 1, memory_order_relaxed); /* the header granule */
-  atomic_fetch_add_explicit(&a->regions_reserved, 1, memory_order_relaxed);
+  hm_region *r = hm_region_create(a, hm_arena_node(a));
+  if (r != NULL)
+    atomic_fetch_add_explicit(&a->regions_live, 1, memory_order_relaxed);
   return r;
 }
 
@@ -70,41 +30,49 @@ static void region_publish(hm_arena *a, hm_region *r)
 {
   hm_region *head = atomic_load_explicit(&a->regions, memory_order_relaxed);
   do {
-    r->next = head;
+    atomic_store_explicit(&r->next, head, memory_order_relaxed);
   } while (!atomic_compare_exchange_weak_explicit(&a->regions, &head, r, memory_order_release,
                                                   memory_order_relaxed));
 }
 
-static void *claim_existing(hm_arena *a, size_t count)
+static hm_region *first_region(hm_arena *a)
+{
+  return atomic_load_explicit(&a->regions, memory_order_acquire);
+}
+
+static hm_region *next_region(hm_region *r)
+{
+  return atomic_load_explicit(&r->next, memory_order_acquire);
+}
+
+static void *claim_existing(hm_arena *a, size_t count, bool *zeroed)
 {
   void *run = NULL;
+  hm_rcu_enter();
   /* Newest region first: it is the one most likely to have room. */
-  for (hm_region *r = atomic_load_explicit(&a->regions, memory_order_acquire); r && !run;
-       r = r->next)
-    run = region_claim(r, count);
+  for (hm_region *r = first_region(a); r && !run; r = next_region(r))
+    run = hm_region_claim(r, count, zeroed);
+  hm_rcu_exit();
   return run;
 }
 
-static void span_give_back(hm_span *s)
+void hm_arena_give_back(hm_span *s)
 {
   hm_pagemap_clear(s, s->granules);
   hm_arena_free_run(s, s->granules);
 }
 
-/* Gives the granules of every unused span back to the regions, so that
- * memory freed as one class can serve another class or a large block. Runs
- * when the arena is out of room. Returns whether anything was given back. */
-static bool arena_reclaim(hm_arena *a)
+/* Pops every partial span of every class, gives the unused ones back and
+ * pushes the others again. Returns whether anything was given back. */
+static bool reclaim_unused(hm_arena *a)
 {
   bool any = false;
-  for (unsigned i = 0; i < HM_SPAN_SIZES; i++)
-    for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->empty[i].stack)) != NULL; any = true)
-      span_give_back(s);
+  hm_rcu_enter();
   for (unsigned c = 0; c < HM_CLASSES; c++) {
     hm_link *keep = NULL;
     for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->partial[c].stack)) != NULL;) {
       if (hm_span_is_unused(s)) {
-        span_give_back(s);
+        hm_arena_give_back(s);
         any = true;
       } else {
         atomic_store_explicit(&s->link.next, keep, memory_order_relaxed);
@@ -117,22 +85,27 @@ static bool arena_reclaim(hm_arena *a)
       keep = next;
     }
   }
+  hm_rcu_exit();
   return any;
 }
 
-void *hm_arena_alloc_run(hm_arena *a, size_t count)
+void *hm_arena_alloc_run(hm_arena *a, size_t count, bool *zeroed)
 {
-  void *run = claim_existing(a, count);
+  void *run = claim_existing(a, count, zeroed);
   if (run == NULL) {
-    hm_region *r = region_reserve(a);
-    if (r != NULL) {
+    hm_region *r = region_new(a);
+    /* Threads that ran out together all reserved a region: if one of them
+     * published first and there is room now, ours goes back. */
+    if (r != NULL && (run = claim_existing(a, count, zeroed)) != NULL) {
+      hm_region_destroy(r);
+      atomic_fetch_sub_explicit(&a->regions_live, 1, memory_order_relaxed);
+    } else if (r != NULL) {
       /* Claim the run before publishing, so a racing thread cannot take the
-       * whole new region first. Two threads may both grow; that costs
-       * address space only. */
-      run = region_claim(r, count);
+       * whole new region first. */
+      run = hm_region_claim(r, count, zeroed);
       region_publish(a, r);
-    } else if (arena_reclaim(a)) {
-      run = claim_existing(a, count);
+    } else if (reclaim_unused(a)) {
+      run = claim_existing(a, count, zeroed);
     }
   }
   if (run == NULL)
@@ -144,41 +117,20 @@ void *hm_arena_alloc_run(hm_arena *a, size_t count)
   return run;
 }
 
-static void run_bits(const void *run, size_t *word, unsigned *bit)
-{
-  size_t g = ((uintptr_t)run & (HM_REGION_SIZE - 1)) >> HM_GRANULE_SHIFT;
-  *word = g / 64;
-  *bit = (unsigned)(g % 64);
-}
-
 void hm_arena_free_run(void *run, size_t count)
 {
-  size_t w;
-  unsigned bit;
-  run_bits(run, &w, &bit);
-  atomic_fetch_and_explicit(&region_of(run)->used[w], ~run_mask(count, bit),
-                            memory_order_release);
+  /* The arena is read before the run is freed: the region may go then. */
+  hm_arena *a = hm_region_of(run)->arena;
+  if (hm_region_free(run, count, hm_purge_at_once())) {
+    atomic_fetch_add_explicit(&a->purge_calls, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->purged_bytes, count * HM_GRANULE, memory_order_relaxed);
+  }
+  hm_purge_note_idle();
 }
 
 bool hm_arena_grow_run(void *run, size_t count, size_t new_count)
 {
-  size_t w;
-  unsigned bit;
-  run_bits(run, &w, &bit);
-  if (bit + new_count > 64)
-    return false;
-  _Atomic uint64_t *word = &region_of(run)->used[w];
-  uint64_t extra = run_mask(new_count - count, bit + (unsigned)count);
-  uint64_t used = atomic_load_explicit(word, memory_order_relaxed);
-  do {
-    if (used & extra)
-      return false;
-  } while (!atomic_compare_exchange_weak_explicit(word, &used, used | extra,
-                                                  memory_order_acquire, memory_order_relaxed));
-  if (hm_os_commit((uint8_t *)run + count * HM_GRANULE, (new_count - count) * HM_GRANULE))
-    return true;
-  atomic_fetch_and_explicit(word, ~extra, memory_order_release);
-  return false;
+  return hm_region_grow(run, count, new_count);
 }
 
 void hm_arena_shrink_run(void *run, size_t count, size_t new_count)
@@ -186,26 +138,16 @@ void hm_arena_shrink_run(void *run, size_t count, size_t new_count)
   hm_arena_free_run((uint8_t *)run + new_count * HM_GRANULE, count - new_count);
 }
 
-static unsigned span_size_index(unsigned granules)
-{
-  return (unsigned)__builtin_ctz(granules);
-}
-
 void hm_arena_push_partial(hm_span *s)
 {
   hm_stack_push(&s->arena->partial[s->cls].stack, &s->link);
 }
 
-void hm_arena_push_empty(hm_span *s)
-{
-  atomic_store_explicit(&s->state, HM_SPAN_EMPTY, memory_order_relaxed);
-  hm_stack_push(&s->arena->empty[span_size_index(s->granules)].stack, &s->link);
-}
-
 static hm_span *span_new(hm_arena *a, unsigned cls)
 {
   unsigned granules = hm_class_granules[cls];
-  hm_span *s = hm_arena_alloc_run(a, granules);
+  bool zeroed;
+  hm_span *s = hm_arena_alloc_run(a, granules, &zeroed);
   if (s == NULL)
     return NULL;
   if (!hm_pagemap_set(s, s, granules)) {
@@ -215,19 +157,85 @@ static hm_span *span_new(hm_arena *a, unsigned cls)
   s->arena = a;
   s->kind = HM_KIND_SMALL;
   s->granules = granules;
+  hm_span_format(s, cls, zeroed);
   atomic_fetch_add_explicit(&a->spans_formed, 1, memory_order_relaxed);
   return s;
 }
 
 hm_span *hm_arena_take_span(hm_arena *a, unsigned cls)
 {
+  hm_rcu_enter();
   hm_span *s = (hm_span *)hm_stack_pop(&a->partial[cls].stack);
-  if (s != NULL)
-    return s;
-  s = (hm_span *)hm_stack_pop(&a->empty[span_size_index(hm_class_granules[cls])].stack);
-  if (s == NULL)
-    s = span_new(a, cls);
-  if (s != NULL)
-    hm_span_format(s, cls);
-  return s;
+  hm_rcu_exit();
+  return s != NULL ? s : span_new(a, cls);
+}
+
+void hm_arena_purge(hm_arena *a, bool all, bool now)
+{
+  reclaim_unused(a);
+  struct hm_purge_result out = {0};
+  hm_rcu_enter();
+  for (hm_region *r = first_region(a); r; r = next_region(r))
+    hm_region_purge(r, all, now, &out);
+  hm_rcu_exit();
+  atomic_fetch_add_explicit(&a->purge_calls, out.calls, memory_order_relaxed);
+  atomic_fetch_add_explicit(&a->purged_bytes, out.bytes, memory_order_relaxed);
+}
+
+bool hm_arena_has_idle(hm_arena *a)
+{
+  bool idle = false;
+  hm_rcu_enter();
+  for (hm_region *r = first_region(a); r && !idle; r = next_region(r))
+    for (size_t w = 0; w < HM_REGION_WORDS && !idle; w++)
+      idle = atomic_load_explicit(&r->dirty[w], memory_order_relaxed) != 0;
+  hm_rcu_exit();
+  return idle;
+}
+
+/* Only the purging thread unlinks, and other threads only push at the head,
+ * so the predecessor found here stays the predecessor. */
+static void region_unlink(hm_arena *a, hm_region *r)
+{
+  hm_region *head = r;
+  if (atomic_compare_exchange_strong(&a->regions, &head, next_region(r)))
+    return;
+  for (hm_region *p = first_region(a); p; p = next_region(p))
+    if (next_region(p) == r) {
+      atomic_store_explicit(&p->next, next_region(r), memory_order_release);
+      return;
+    }
+}
+
+size_t hm_arena_release_regions(hm_arena *a, bool all)
+{
+  hm_region *closed[64]; /* at most this many a call; the rest the next time */
+  size_t n = 0;
+  for (hm_region *r = first_region(a); r && n < sizeof closed / sizeof *closed;
+       r = next_region(r)) {
+    if (!all && r == first_region(a))
+      continue; /* keep one region: the next burst would map it again */
+    if ((all ? hm_region_is_empty(r) : hm_region_is_idle(r)) && hm_region_close(r)) {
+      region_unlink(a, r);
+      closed[n++] = r;
+    }
+  }
+  if (n == 0)
+    return 0;
+  hm_rcu_synchronize();
+  for (size_t i = 0; i < n; i++)
+    hm_region_destroy(closed[i]);
+  atomic_fetch_sub_explicit(&a->regions_live, n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&a->regions_released, n, memory_order_relaxed);
+  return n * HM_REGION_SIZE;
+}
+
+size_t hm_arena_resident(hm_arena *a)
+{
+  size_t bytes = 0;
+  hm_rcu_enter();
+  for (hm_region *r = first_region(a); r; r = next_region(r))
+    bytes += hm_os_resident(r, HM_REGION_SIZE);
+  hm_rcu_exit();
+  return bytes;
 }

@@ -6,8 +6,13 @@
 #include "internal.h"
 
 struct hm_config {
-  bool stats; /* HMALLOC_STATS=1: print statistics to stderr at exit */
+  bool stats;             /* HMALLOC_STATS: statistics to stderr at exit */
+  int64_t purge_delay_ms; /* HMALLOC_PURGE_DELAY_MS: -1 never, 0 at once */
+  bool background_thread; /* HMALLOC_BACKGROUND_THREAD: purge on a thread */
+  bool purge_lazy;        /* HMALLOC_PURGE_LAZY: MADV_FREE for decay purges */
 };
+
+#define HM_PURGE_DELAY_DEFAULT_MS 1000
 
 extern HM_HIDDEN struct hm_config hm_config;
 

@@ -1,29 +1,40 @@
 #include "init.h"
 
 #include "config.h"
+#include "purge.h"
+#include "rcu.h"
 #include "size_class.h"
 #include "tcache.h"
+#include "topology.h"
 
 uint64_t hm_free_key;
+uint64_t hm_zero_key;
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static _Atomic int init_state;
 
-/* Nothing to lock: every shared structure is lock-free, so a fork child
- * sees each one in a consistent state. Only start-up must not be caught
- * half-way. */
+/* Nothing of hmalloc's to lock: every shared structure is lock-free, so a
+ * fork child sees each one in a consistent state. Start-up must not be
+ * caught half-way, and liburcu quiesces its own state. */
 static void fork_prepare(void)
 {
+  hm_topology_fork_prepare(); /* first: it may wait for a dlopen to finish */
   while (atomic_load_explicit(&init_state, memory_order_acquire) == INIT_RUNNING)
     hm_cpu_pause();
+  hm_os_rcu_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+  hm_os_rcu_fork_parent();
+  hm_topology_fork_parent();
 }
 
 static void fork_child(void)
 {
+  hm_rcu_fork_child();
+  hm_topology_fork_child();
+  hm_purge_fork_child();
   hm_tcache_fork_child();
 }
 
@@ -42,6 +53,7 @@ void hm_process_init(void)
   /* First what re-entrant allocations need (the key and the class table),
    * then the calls into libc that may allocate. */
   hm_free_key = hm_os_random();
+  hm_zero_key = hm_free_key ^ 0x5a5a5a5a5a5a5a5aull;
   hm_size_class_init();
   hm_config_read();
   hm_os_thread_exit_init(hm_tcache_thread_exit);

@@ -32,6 +32,9 @@ typedef struct hm_block {
 
 /* Random per process, never 0; set before the first block is handed out. */
 extern HM_HIDDEN uint64_t hm_free_key;
+/* In the key word of a free block that was never handed out and reads as
+ * zeros otherwise: calloc need not clear it. */
+extern HM_HIDDEN uint64_t hm_zero_key;
 
 static inline uintptr_t hm_align_up(uintptr_t x, uintptr_t align)
 {

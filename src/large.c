@@ -40,8 +40,9 @@ static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t 
   return s->blocks;
 }
 
-void *hm_large_alloc(size_t size, size_t align)
+void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
 {
+  bool zeroed = true; /* a new mapping is */
   /* The worst-case offset of the user pointer from the header. */
   size_t offset = hm_align_up(HM_HEADER_SIZE, align);
   if (offset > PTRDIFF_MAX - HM_GRANULE || size > PTRDIFF_MAX - HM_GRANULE - offset) {
@@ -52,7 +53,7 @@ void *hm_large_alloc(size_t size, size_t align)
   size_t granules = granules_for(offset + size);
   void *p = NULL;
   if (granules <= HM_RUN_MAX) {
-    hm_span *s = hm_arena_alloc_run(a, granules);
+    hm_span *s = hm_arena_alloc_run(a, granules, &zeroed);
     if (s != NULL) {
       /* The run is only granule-aligned: give back what the real offset
        * did not need. */
@@ -68,6 +69,7 @@ void *hm_large_alloc(size_t size, size_t align)
     size_t bytes = granules * HM_GRANULE;
     hm_span *s = hm_os_reserve(bytes, align > HM_GRANULE ? align : HM_GRANULE, true);
     if (s != NULL) {
+      hm_topology_bind(s, bytes, hm_arena_node(a));
       p = finish(s, a, HM_KIND_HUGE, bytes, align);
       if (p == NULL)
         hm_os_release(s, bytes);
@@ -75,6 +77,7 @@ void *hm_large_alloc(size_t size, size_t align)
   }
   if (p == NULL)
     errno = ENOMEM;
+  *old_key = zeroed ? hm_zero_key : 0;
   return p;
 }
 
@@ -85,6 +88,10 @@ size_t hm_large_usable(const hm_span *s)
 
 void hm_large_free(hm_span *s, const void *p, const char *func)
 {
+  /* Only a freed large run leaves its header in the page map; purged, the
+   * header reads as zeros. */
+  if (s->kind != HM_KIND_LARGE && s->kind != HM_KIND_HUGE)
+    hm_fatal(func, "double free", p);
   if (p != s->blocks)
     hm_fatal(func, "invalid pointer", p);
   uint32_t expected = HM_SPAN_LIVE;
@@ -98,8 +105,9 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
   atomic_fetch_sub_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
                             memory_order_relaxed);
   if (large) {
-    /* The first granule keeps pointing to the header, now FREED, so a second
-     * free says "double free" until the granule is reused. */
+    /* The first granule keeps pointing to the header, now FREED (or zeros
+     * once purged), so a second free says "double free" until the granule
+     * is reused. */
     hm_pagemap_clear((uint8_t *)s + HM_GRANULE, s->granules - 1);
     hm_arena_free_run(s, s->granules);
   } else {
@@ -108,34 +116,62 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
   }
 }
 
-bool hm_large_resize(hm_span *s, size_t size)
+/* A huge mapping moves to a new aligned reservation with its pages, not
+ * copies of them. */
+static hm_span *huge_move(hm_span *s, size_t bytes)
+{
+  size_t align = (uintptr_t)s->blocks - (uintptr_t)s > HM_GRANULE
+                     ? hm_align_up((uintptr_t)s->blocks - (uintptr_t)s, HM_GRANULE)
+                     : HM_GRANULE;
+  void *to = hm_os_reserve(bytes, align, false);
+  if (to == NULL)
+    return NULL;
+  size_t offset = (size_t)(s->blocks - (uint8_t *)s);
+  size_t marked = mapped_granules(s);
+  if (!hm_os_remap(s, s->size, to, bytes)) {
+    hm_os_release(to, bytes);
+    return NULL;
+  }
+  hm_span *moved = to;
+  moved->blocks = (uint8_t *)moved + offset;
+  hm_pagemap_clear(s, marked);
+  hm_pagemap_set(moved, moved, marked); /* the leaves exist: the old entries lived there */
+  return moved;
+}
+
+void *hm_large_resize(hm_span *s, size_t size)
 {
   size_t offset = (size_t)(s->blocks - (uint8_t *)s);
   if (size > PTRDIFF_MAX - offset - HM_GRANULE)
-    return false;
+    return NULL;
   size_t needed = granules_for(offset + size);
   size_t have = s->size / HM_GRANULE;
   if (needed == have)
-    return true;
+    return s->blocks;
+  size_t old_usable = hm_large_usable(s);
   if (s->kind == HM_KIND_HUGE) {
-    /* Shrink by unmapping the tail; growing needs a new mapping. */
-    if (needed > have)
-      return false;
-    hm_os_release((uint8_t *)s + needed * HM_GRANULE, (have - needed) * HM_GRANULE);
+    if (needed < have) {
+      hm_os_release((uint8_t *)s + needed * HM_GRANULE, (have - needed) * HM_GRANULE);
+    } else if (!hm_os_resize(s, s->size, needed * HM_GRANULE)) {
+      hm_span *moved = huge_move(s, needed * HM_GRANULE);
+      if (moved == NULL)
+        return NULL;
+      s = moved;
+    }
   } else if (needed < have) {
     hm_pagemap_clear((uint8_t *)s + needed * HM_GRANULE, have - needed);
     hm_arena_shrink_run(s, have, needed);
   } else if (needed > HM_RUN_MAX || !hm_arena_grow_run(s, have, needed)) {
-    return false;
+    return NULL;
   } else if (!hm_pagemap_set(s, (uint8_t *)s + have * HM_GRANULE, needed - have)) {
     hm_arena_shrink_run(s, needed, have);
-    return false;
+    return NULL;
   }
-  hm_stats_resize(hm_large_usable(s), hm_large_usable(s) + (needed - have) * HM_GRANULE);
   hm_arena *a = s->arena;
   _Atomic size_t *bytes = s->kind == HM_KIND_LARGE ? &a->large_bytes : &a->huge_bytes;
   atomic_fetch_add_explicit(bytes, (needed - have) * HM_GRANULE, memory_order_relaxed);
   s->size = needed * HM_GRANULE;
   s->granules = (uint32_t)needed;
-  return true;
+  hm_stats_resize(old_usable, hm_large_usable(s));
+  return s->blocks;
 }

@@ -8,11 +8,13 @@
 
 #include "span.h"
 
-/* `align` is a power of two, at least HM_MIN_ALIGN. */
-void *hm_large_alloc(size_t size, size_t align);
+/* `align` is a power of two, at least HM_MIN_ALIGN. *old_key is
+ * hm_zero_key when the block reads as zeros. */
+void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key);
 void hm_large_free(hm_span *s, const void *p, const char *func);
 size_t hm_large_usable(const hm_span *s);
-/* Resizes in place; false if the block must move. */
-bool hm_large_resize(hm_span *s, size_t size);
+/* Resizes the block in place, or moves a huge one without copying; returns
+ * the user pointer, or NULL if the block must be copied. */
+void *hm_large_resize(hm_span *s, size_t size);
 
 #endif

@@ -30,14 +30,26 @@ static unsigned class_of_slow(size_t n)
   return cls;
 }
 
-/* Deterministic and idempotent: every thread that runs it writes the same
- * values, but it runs once, during process start-up. */
+static _Atomic bool tables_ready;
+
+/* The fast path reads the tables without synchronising with their writer,
+ * so they are written before any thread can exist: by the constructor below,
+ * or earlier by process start-up if another library's constructor allocates
+ * first (still single-threaded then). */
 void hm_size_class_init(void)
 {
+  if (atomic_load_explicit(&tables_ready, memory_order_acquire))
+    return;
   for (unsigned c = 0; c < HM_CLASSES; c++) {
     hm_class_size[c] = (uint32_t)class_size_formula(c);
     hm_class_granules[c] = span_granules(hm_class_size[c]);
   }
   for (size_t i = 0; i <= HM_LUT_MAX / 16; i++)
     hm_class_lut[i] = (uint8_t)class_of_slow(i == 0 ? 1 : i * 16);
+  atomic_store_explicit(&tables_ready, true, memory_order_release);
+}
+
+__attribute__((constructor)) static void size_class_constructor(void)
+{
+  hm_size_class_init();
 }

@@ -7,7 +7,8 @@
  * nobody (DETACHED: it was full when its owner let it go). Only the owner
  * touches the local free list. Any thread pushes on `remote`; the thread that
  * pushes the first block on a DETACHED span moves it to the arena's partial
- * list, so no span is ever lost. */
+ * list, so no span is ever lost. A span whose blocks are all free goes back
+ * to its region. */
 #ifndef HM_SPAN_H
 #define HM_SPAN_H
 
@@ -21,7 +22,6 @@ enum hm_span_state {
   HM_SPAN_OWNED = 1,
   HM_SPAN_LISTED,
   HM_SPAN_DETACHED,
-  HM_SPAN_EMPTY,
   HM_SPAN_LIVE, /* a large or huge block in use */
   HM_SPAN_FREED /* a large or huge block freed */
 };
@@ -46,8 +46,9 @@ typedef struct hm_span {
    * blocks on the list in the top 16 bits, so that one CAS both pushes and
    * counts (a span has at most 4088 blocks). */
   _Atomic uint64_t remote __attribute__((aligned(HM_CACHE_LINE)));
-  _Atomic uint32_t state;
-  uint32_t local_count; /* blocks on local_free */
+  _Atomic uint32_t state; /* for inspection; the remote word decides */
+  _Atomic uint32_t local_count; /* blocks on local_free */
+  bool zeroed; /* the span's memory read as zeros when it was formed */
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
   uint32_t granules;
@@ -72,10 +73,15 @@ static inline bool hm_span_is_block(const hm_span *s, const void *p)
 }
 
 #define HM_REMOTE_COUNT_SHIFT 48
+/* In the remote word of an empty list: the span was full when its owner let
+ * it go; the first remote free takes it over and lists it. (Blocks are
+ * 16-aligned: the low bits of the list pointer are free.) */
+#define HM_REMOTE_DETACHED 1u
 
 static inline hm_block *hm_remote_list(uint64_t head)
 {
-  return (hm_block *)(uintptr_t)(head & (((uint64_t)1 << HM_REMOTE_COUNT_SHIFT) - 1));
+  return (hm_block *)(uintptr_t)(head & (((uint64_t)1 << HM_REMOTE_COUNT_SHIFT) - 1) &
+                                 ~(uint64_t)(HM_MIN_ALIGN - 1));
 }
 
 static inline uint32_t hm_remote_count(uint64_t head)
@@ -83,11 +89,13 @@ static inline uint32_t hm_remote_count(uint64_t head)
   return (uint32_t)(head >> HM_REMOTE_COUNT_SHIFT);
 }
 
-void hm_span_format(hm_span *s, unsigned cls);
+void hm_span_format(hm_span *s, unsigned cls, bool zeroed);
 /* Whether no block of a span nobody owns is in use. Nobody can free into
  * such a span (it would be a double free), so it may be reformatted or its
  * granules given back. */
 bool hm_span_is_unused(const hm_span *s);
+/* The same for the span's owner, whose free blocks are on `free_list`. */
+bool hm_span_owner_unused(const hm_span *s, const hm_block *free_list);
 /* Free blocks for the span's owner, as a list: the local list, else what
  * other threads freed, else fresh blocks carved from the unused tail.
  * NULL when the span is full. */

@@ -3,6 +3,8 @@
 #include "../include/hmalloc.h"
 #include "config.h"
 
+#include <errno.h>
+
 static struct {
   _Atomic size_t threads, mallocs, frees, bytes_allocated, bytes_freed;
 } totals;
@@ -63,12 +65,24 @@ void hm_stats_merge(hm_tcache *tc)
     tc->bins[c].mallocs = tc->bins[c].frees = 0;
 }
 
+/* Adds the arena's figures to `out`. */
+static void add_arena(hm_arena *a, struct hm_stats *out)
+{
+  size_t regions = atomic_load_explicit(&a->regions_live, memory_order_relaxed);
+  out->regions += regions;
+  out->reserved += regions * HM_REGION_SIZE + atomic_load(&a->huge_bytes);
+  out->spans += atomic_load(&a->spans_formed);
+  out->large_live += atomic_load(&a->large_live);
+  out->huge_live += atomic_load(&a->huge_live);
+  out->purges += atomic_load(&a->purge_calls);
+  out->purged += atomic_load(&a->purged_bytes);
+  out->regions_released += atomic_load(&a->regions_released);
+}
+
 void hm_stats_get(struct hm_stats *out)
 {
   struct sums sum = {0};
   hm_tcache_each(add_cache, &sum);
-  const hm_arena *a = &hm_arenas[0];
-  size_t regions = atomic_load_explicit(&a->regions_reserved, memory_order_relaxed);
   size_t freed = atomic_load(&totals.bytes_freed) + sum.bytes_freed;
   size_t allocated = atomic_load(&totals.bytes_allocated) + sum.bytes_allocated;
   *out = (struct hm_stats){
@@ -77,12 +91,30 @@ void hm_stats_get(struct hm_stats *out)
       .frees = atomic_load(&totals.frees) + sum.frees,
       .bytes_allocated = allocated,
       .bytes_in_use = allocated > freed ? allocated - freed : 0,
-      .regions = regions,
-      .reserved = regions * HM_REGION_SIZE + atomic_load(&a->huge_bytes),
-      .spans = atomic_load(&a->spans_formed),
-      .large_live = atomic_load(&a->large_live),
-      .huge_live = atomic_load(&a->huge_live),
   };
+  for (unsigned i = 0; i < hm_arena_count(); i++)
+    add_arena(&hm_arenas[i], out);
+}
+
+int hm_stats_nodes(void)
+{
+  return (int)hm_arena_count();
+}
+
+int hm_stats_node_get(int node, struct hm_node_stats *out)
+{
+  if (node < 0 || (unsigned)node >= hm_arena_count())
+    return EINVAL;
+  hm_arena *a = &hm_arenas[node];
+  struct hm_stats st = {0};
+  add_arena(a, &st);
+  *out = (struct hm_node_stats){
+      .mapped = st.reserved,
+      .resident = hm_arena_resident(a),
+      .spans = st.spans,
+      .cross_node_frees = atomic_load(&a->cross_node_frees),
+  };
+  return 0;
 }
 
 void hm_stats_print(void)
@@ -95,11 +127,18 @@ void hm_stats_print(void)
                        "bytes allocated %zu, bytes in use %zu\n",
                        st.threads, st.mallocs, st.frees, st.bytes_allocated, st.bytes_in_use);
   hm_os_write_error(line, n);
-  n = hm_format(line, sizeof line,
-                "hmalloc: arena 0: regions %zu, reserved %zu bytes, spans %zu, "
-                "large live %zu, huge live %zu\n",
-                st.regions, st.reserved, st.spans, st.large_live, st.huge_live);
-  hm_os_write_error(line, n);
+  for (unsigned i = 0; i < hm_arena_count(); i++) {
+    struct hm_stats a = {0};
+    add_arena(&hm_arenas[i], &a);
+    n = hm_format(line, sizeof line,
+                  "hmalloc: arena %u: regions %zu, reserved %zu bytes, spans %zu, "
+                  "large live %zu, huge live %zu, purged %zu bytes in %zu calls, "
+                  "regions released %zu, cross-node frees %zu\n",
+                  i, a.regions, a.reserved, a.spans, a.large_live, a.huge_live, a.purged,
+                  a.purges, a.regions_released,
+                  atomic_load(&hm_arenas[i].cross_node_frees));
+    hm_os_write_error(line, n);
+  }
 }
 
 __attribute__((destructor)) static void stats_at_exit(void)

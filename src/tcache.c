@@ -5,6 +5,7 @@
 
 #include "init.h"
 #include "pagemap.h"
+#include "purge.h"
 #include "stats.h"
 
 __thread hm_tcache *hm_tls __attribute__((tls_model("initial-exec"))) = &hm_tcache_empty;
@@ -23,7 +24,8 @@ static hm_tcache *_Atomic pool_chunks;
 
 static hm_tcache *pool_grow(void)
 {
-  hm_tcache *chunk = hm_arena_alloc_run(hm_arena_for_node(0), 1);
+  bool zeroed;
+  hm_tcache *chunk = hm_arena_alloc_run(hm_arena_for_node(-1), 1, &zeroed);
   if (chunk == NULL)
     return NULL;
   hm_pagemap_clear(chunk, 1); /* a freed large block may have left its header here */
@@ -94,8 +96,39 @@ static hm_block *alloc_direct(unsigned cls)
   }
 }
 
+static _Atomic uint32_t trim_epoch;
+
+/* Lets go of the owned spans whose blocks are all free, so they can go back
+ * to the OS. */
+static void release_unused(hm_tcache *tc)
+{
+  tc->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+  for (unsigned c = 0; c < HM_CLASSES; c++) {
+    hm_bin *bin = &tc->bins[c];
+    hm_span *s = bin->span;
+    if (s != NULL && hm_span_owner_unused(s, bin->free)) {
+      bin->span = NULL;
+      hm_span_release(s, bin->free);
+      bin->free = NULL;
+    }
+  }
+}
+
+void hm_tcache_trim(hm_tcache *tc)
+{
+  atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
+  if (tc->kind == HM_TCACHE_REAL && !tc->busy)
+    release_unused(tc);
+}
+
 static hm_block *refill(hm_tcache *tc, unsigned cls)
 {
+  /* Another thread trimmed: do our part, lazily, here. */
+  if (tc->trim_epoch != atomic_load_explicit(&trim_epoch, memory_order_relaxed))
+    release_unused(tc);
+  /* New spans come from the node the thread runs on now; the spans it owns
+   * stay with their node and go back to it. */
+  tc->arena = hm_arena_for_node(-1);
   hm_bin *bin = &tc->bins[cls];
   hm_span *s = bin->span;
   if (s != NULL) {
@@ -138,15 +171,17 @@ static hm_tcache *thread_start(void)
   hm_os_thread_attach(tc); /* may allocate: served directly */
   hm_stats_count_thread();
   hm_tls = tc;
+  hm_topology_start(); /* once per process; may allocate, now through tc */
   return tc;
 }
 
-void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size)
+void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size, uint64_t *old_key)
 {
   if (tc->kind == HM_TCACHE_EMPTY)
     tc = thread_start(); /* first: the class table is built at process start */
   unsigned cls = hm_class_of(size);
   hm_block *b;
+  bool refilled = false;
   if (tc->kind != HM_TCACHE_REAL || tc->busy) {
     b = alloc_direct(cls);
   } else {
@@ -156,17 +191,23 @@ void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size)
       tc->busy = 1;
       b = refill(tc, cls);
       tc->busy = 0;
+      refilled = true;
     }
     if (b != NULL) {
       bin->free = b->next;
-      bin->mallocs++;
+      hm_count(&bin->mallocs);
     }
   }
   if (b == NULL) {
     errno = ENOMEM;
     return NULL;
   }
+  *old_key = b->key;
   b->key = 0;
+  /* Last: the cache is consistent again, and a purge pass (or starting the
+   * purge thread, which allocates) may run. */
+  if (refilled)
+    hm_purge_tick();
   return b;
 }
 
@@ -195,14 +236,22 @@ void hm_tcache_free_block(hm_tcache *tc, hm_span *s, hm_block *b, const void *p,
     b->next = bin->free;
     b->key = hm_free_key;
     bin->free = b;
-    bin->frees++;
+    hm_count(&bin->frees);
     return;
   }
   if (tc->kind == HM_TCACHE_REAL)
-    tc->bins[s->cls].frees++;
+    hm_count(&tc->bins[s->cls].frees);
   else
     hm_stats_count_direct_free(s->block_size);
+  if (s->arena != tc->arena && tc->kind == HM_TCACHE_REAL)
+    atomic_fetch_add_explicit(&s->arena->cross_node_frees, 1, memory_order_relaxed);
+  /* No read section: the span is alive while `b` is in use, and the free
+   * does not touch it once `b` is on its list (hm_span_free_remote). */
   hm_span_free_remote(s, b);
+  /* Bursts are often freed on this path: let it run purge passes too, at
+   * most every 256 frees (reading the clock costs). */
+  if (tc->kind == HM_TCACHE_REAL && (++tc->slow_frees & 255) == 0)
+    hm_purge_tick();
 }
 
 static void flush(hm_tcache *tc)

@@ -34,14 +34,34 @@ typedef struct hm_tcache {
   uint32_t kind;
   uint32_t busy; /* inside a slow path: a nested call must not use the bins */
   _Atomic uint32_t in_use;
+  uint32_t trim_epoch; /* the last trim this cache took part in */
+  uint32_t slow_frees; /* frees that took the remote path */
   hm_bin bins[HM_CLASSES];
 } __attribute__((aligned(4096))) hm_tcache;
+
+/* Counts one more in a statistic that only the owning thread writes and
+ * other threads read (hm_stats_get), which may then lag by a few counts. A
+ * plain increment is one instruction on the fast paths; a relaxed atomic
+ * store, what the C memory model asks for, costs two more, so it is used
+ * only where ThreadSanitizer checks the code and would report the race. */
+static inline void hm_count(size_t *counter)
+{
+#ifdef __SANITIZE_THREAD__
+  __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+#else
+  ++*counter;
+#endif
+}
 
 extern __thread hm_tcache *hm_tls __attribute__((tls_model("initial-exec"), visibility("hidden")));
 extern HM_HIDDEN hm_tcache hm_tcache_empty;
 
-/* A small block from the thread cache when the fast path found none. */
-void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size);
+/* A small block from the thread cache when the fast path found none;
+ * *old_key receives what the block's key word held. */
+void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size, uint64_t *old_key);
+/* A trim: the calling thread lets go of its unused spans at once, the
+ * others at their next refill. */
+void hm_tcache_trim(hm_tcache *tc);
 /* Frees a block of a small span, checked and located by the caller. */
 void hm_tcache_free_block(hm_tcache *tc, hm_span *s, hm_block *b, const void *p,
                           const char *func);

@@ -2,13 +2,18 @@
 #define _GNU_SOURCE
 #include "../os.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,10 +21,13 @@ extern char **environ;
 
 size_t hm_os_page_size(void)
 {
-  static size_t page;
-  if (page == 0)
-    page = (size_t)sysconf(_SC_PAGESIZE);
-  return page;
+  static _Atomic size_t page;
+  size_t size = atomic_load_explicit(&page, memory_order_relaxed);
+  if (size == 0) {
+    size = (size_t)sysconf(_SC_PAGESIZE);
+    atomic_store_explicit(&page, size, memory_order_relaxed);
+  }
+  return size;
 }
 
 static void *map(size_t size)
@@ -78,6 +86,85 @@ void hm_os_decommit(void *p, size_t size)
   madvise(p, size, MADV_DONTNEED);
 }
 
+bool hm_os_purge(void *p, size_t size, bool now)
+{
+#ifdef MADV_FREE
+  /* MADV_FREE is Linux 4.5+; an older kernel answers EINVAL, and then the
+   * purge must be immediate. */
+  static _Atomic bool lazy_unsupported;
+  if (!now && !atomic_load_explicit(&lazy_unsupported, memory_order_relaxed)) {
+    if (madvise(p, size, MADV_FREE) == 0)
+      return false;
+    if (errno == EINVAL)
+      atomic_store_explicit(&lazy_unsupported, true, memory_order_relaxed);
+  }
+#else
+  (void)now;
+#endif
+  return madvise(p, size, MADV_DONTNEED) == 0;
+}
+
+size_t hm_os_resident(void *p, size_t size)
+{
+  unsigned char pages[512];
+  size_t page = hm_os_page_size(), resident = 0;
+  for (size_t done = 0; done < size;) {
+    size_t chunk = size - done < sizeof pages * page ? size - done : sizeof pages * page;
+    if (mincore((uint8_t *)p + done, chunk, pages) != 0)
+      return resident;
+    for (size_t i = 0; i < chunk / page; i++)
+      resident += (pages[i] & 1) * page;
+    done += chunk;
+  }
+  return resident;
+}
+
+bool hm_os_remap(void *p, size_t old_size, void *to, size_t new_size)
+{
+  return mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+}
+
+bool hm_os_resize(void *p, size_t old_size, size_t new_size)
+{
+  return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+}
+
+int64_t hm_os_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool hm_os_thread_start(void *(*fn)(void *), void *arg)
+{
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0)
+    return false;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* The new thread inherits the signal mask: block everything around the
+   * creation, so that no signal of the program lands on the helper. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t thread;
+  int err = pthread_create(&thread, &attr, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  return err == 0;
+}
+
+void hm_os_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ms)
+{
+  struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000};
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_ms < 0 ? NULL : &ts, NULL, 0);
+}
+
+void hm_os_wake(_Atomic uint32_t *word)
+{
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 const char *hm_os_getenv(const char *name)
 {
   /* Walk environ directly: getenv is allocation-free in glibc, but this
@@ -91,10 +178,19 @@ const char *hm_os_getenv(const char *name)
   return NULL;
 }
 
+static int error_fd = STDERR_FILENO;
+
+void hm_os_keep_error_output(void)
+{
+  int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (fd >= 0)
+    error_fd = fd;
+}
+
 void hm_os_write_error(const char *msg, size_t len)
 {
   while (len > 0) {
-    ssize_t n = write(STDERR_FILENO, msg, len);
+    ssize_t n = write(error_fd, msg, len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)

@@ -1,33 +1,32 @@
 /* The arena: runs of granules (alloc, free, grow, shrink), concurrent
- * claims, and spans taken for a size class. */
+ * claims, spans taken for a size class, unused spans given back to their
+ * region, and purge passes. */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "arena.h"
 #include "init.h"
 #include "pagemap.h"
 #include "unit.h"
+#include "unit_region.h"
 
 static hm_arena *arena;
 
-static hm_region *region_of(const void *p)
-{
-  return (hm_region *)((uintptr_t)p & ~(uintptr_t)(HM_REGION_SIZE - 1));
-}
-
-/* Index of the run's first granule in its region. */
-static size_t granule_index(const void *p)
-{
-  return ((uintptr_t)p & (HM_REGION_SIZE - 1)) >> HM_GRANULE_SHIFT;
-}
-
-static uint64_t bits_of(size_t count, size_t bit)
-{
-  return (count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << count) - 1) << bit;
-}
-
 static uint64_t bitmap_word(const void *p)
 {
-  return atomic_load(&region_of(p)->used[granule_index(p) / 64]);
+  return UNIT_WORD(used, p);
+}
+
+/* A run of `count` granules; whether it reads as zeros is not asked. */
+static void *alloc_run(size_t count)
+{
+  bool zeroed;
+  return hm_arena_alloc_run(arena, count, &zeroed);
+}
+
+static size_t regions_live(void)
+{
+  return atomic_load(&arena->regions_live);
 }
 
 /* Where a run must be: granule aligned, past the region header, inside
@@ -37,11 +36,11 @@ static void check_run_placed(void *run, size_t count)
   CHECK(run != NULL, "hm_arena_alloc_run(%zu) returned NULL", count);
   CHECK(((uintptr_t)run & (HM_GRANULE - 1)) == 0, "run %p of %zu not granule aligned", run,
         count);
-  size_t g = granule_index(run);
+  size_t g = unit_granule_index(run);
   CHECK(g != 0, "run %p of %zu overlaps the region header", run, count);
   CHECK(g / 64 == (g + count - 1) / 64, "run of %zu at granule %zu crosses a bitmap word",
         count, g);
-  uint64_t bits = bits_of(count, g % 64);
+  uint64_t bits = unit_bits(count, g % 64);
   CHECK((bitmap_word(run) & bits) == bits, "run %p of %zu not marked in the bitmap", run,
         count);
 }
@@ -65,6 +64,15 @@ static void check_page_tags(const void *run, size_t count)
           "page %zu of run %p (%zu granules) was overwritten", page, run, count);
 }
 
+/* Every page of the run reads as zeros where the tags would go. */
+static void check_zero_pages(const void *run, size_t count)
+{
+  for (size_t page = 0; page < count * HM_GRANULE / 4096; page++)
+    CHECK(*(const uint64_t *)((const uint8_t *)run + page * 4096) == 0,
+          "page %zu of run %p (%zu granules), said to read as zeros, does not", page, run,
+          count);
+}
+
 static int by_address(const void *a, const void *b)
 {
   uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
@@ -76,7 +84,7 @@ static void check_runs_of_every_count(void)
 {
   void *runs[HM_RUN_MAX + 1];
   for (size_t count = 1; count <= HM_RUN_MAX; count++) {
-    runs[count] = hm_arena_alloc_run(arena, count);
+    runs[count] = alloc_run(count);
     check_run_placed(runs[count], count);
     tag_pages(runs[count], count);
   }
@@ -101,32 +109,45 @@ static void check_runs_of_every_count(void)
 
   /* Once they are freed, a whole word is free in every region: a run of
    * 64 fits without a new region. */
-  size_t regions = atomic_load(&arena->regions_reserved);
+  size_t regions = regions_live();
   for (size_t count = 1; count <= HM_RUN_MAX; count++)
     hm_arena_free_run(runs[count], count);
-  void *whole = hm_arena_alloc_run(arena, HM_RUN_MAX);
+  void *whole = alloc_run(HM_RUN_MAX);
   check_run_placed(whole, HM_RUN_MAX);
-  CHECK(atomic_load(&arena->regions_reserved) == regions,
+  CHECK(regions_live() == regions,
         "a run of 64 with every run freed reserved a new region (%zu regions before)", regions);
   hm_arena_free_run(whole, HM_RUN_MAX);
   UNIT_PASS("runs of 1..64 granules: aligned, in one bitmap word, writable, disjoint");
 }
 
-/* The bitmap state decides where a run goes: free, then claim again from
- * the same state, returns the same run. */
+/* A freed run stays resident: with no other resident free granule, the
+ * next claim of its size takes it again, contents and all, and says it does
+ * not read as zeros. A purge with `now` makes it read as zeros again. */
 static void check_free_then_reuse(void)
 {
   for (size_t count = 1; count <= HM_RUN_MAX; count++) {
-    void *a = hm_arena_alloc_run(arena, count);
+    hm_arena_purge(arena, true, true); /* no resident free granule left */
+    bool zeroed;
+    void *a = hm_arena_alloc_run(arena, count, &zeroed);
     check_run_placed(a, count);
+    CHECK(zeroed, "every free granule purged, yet a run of %zu is not zeroed", count);
+    check_zero_pages(a, count);
+    tag_pages(a, count);
     hm_arena_free_run(a, count);
-    uint64_t bits = bits_of(count, granule_index(a) % 64);
+    uint64_t bits = unit_run_bits(a, count);
     CHECK((bitmap_word(a) & bits) == 0, "freed run %p of %zu still marked", a, count);
-    void *b = hm_arena_alloc_run(arena, count);
+    void *b = hm_arena_alloc_run(arena, count, &zeroed);
     CHECK(b == a, "run of %zu freed at %p, claimed again at %p", count, a, b);
+    CHECK(!zeroed, "a run of %zu claimed again unpurged is said to read as zeros", count);
+    check_page_tags(b, count);
+    hm_arena_free_run(b, count);
+    hm_arena_purge(arena, true, true);
+    b = hm_arena_alloc_run(arena, count, &zeroed);
+    CHECK(zeroed, "a run of %zu after a purge of everything is not zeroed", count);
+    check_zero_pages(b, count);
     hm_arena_free_run(b, count);
   }
-  UNIT_PASS("a freed run is claimed again");
+  UNIT_PASS("a freed run is claimed again, unzeroed; zeroed once purged");
 }
 
 /* Claims runs of one granule until it gets `target`, a free granule. The
@@ -134,7 +155,7 @@ static void check_free_then_reuse(void)
 static size_t claim_until(void *target, void **others, size_t cap)
 {
   for (size_t n = 0; n < cap; n++) {
-    void *r = hm_arena_alloc_run(arena, 1);
+    void *r = alloc_run(1);
     CHECK(r != NULL, "hm_arena_alloc_run(1) returned NULL");
     if (r == target)
       return n;
@@ -145,29 +166,29 @@ static size_t claim_until(void *target, void **others, size_t cap)
 
 static void check_grow_shrink(void)
 {
-  void *r = hm_arena_alloc_run(arena, 8);
+  void *r = alloc_run(8);
   check_run_placed(r, 8);
   hm_arena_shrink_run(r, 8, 4);
   check_run_placed(r, 4);
-  uint64_t tail = bits_of(4, granule_index(r) % 64 + 4);
+  uint64_t tail = unit_bits(4, unit_granule_index(r) % 64 + 4);
   CHECK((bitmap_word(r) & tail) == 0, "shrinking %p from 8 to 4 left the tail marked", r);
   CHECK(hm_arena_grow_run(r, 4, 8), "growing %p back to 8 over its free tail failed", r);
   check_run_placed(r, 8);
   memset(r, 0x5a, 8 * HM_GRANULE); /* the grown part is committed */
 
   /* Never across a bitmap word. */
-  size_t bit = granule_index(r) % 64;
+  size_t bit = unit_granule_index(r) % 64;
   uint64_t before = bitmap_word(r);
   CHECK(!hm_arena_grow_run(r, 8, 64 - bit + 1), "grew %p at bit %zu past the word", r, bit);
   CHECK(bitmap_word(r) == before, "a refused grow changed the bitmap");
   hm_arena_free_run(r, 8);
 
   /* Not over a granule in use: block the one after a run, then grow. */
-  void *r2 = hm_arena_alloc_run(arena, 2);
+  void *r2 = alloc_run(2);
   check_run_placed(r2, 2);
   hm_arena_shrink_run(r2, 2, 1);
   void *next = (uint8_t *)r2 + HM_GRANULE;
-  size_t cap = atomic_load(&arena->regions_reserved) * HM_REGION_GRANULES;
+  size_t cap = regions_live() * HM_REGION_GRANULES;
   void **others = calloc(cap, sizeof *others);
   CHECK(others != NULL, "calloc failed");
   size_t n_others = claim_until(next, others, cap);
@@ -196,7 +217,7 @@ static _Atomic unsigned owners[MAX_REGIONS][HM_REGION_GRANULES];
 /* The table row of the region holding `p`, registering it when new. */
 static unsigned region_row(const void *p)
 {
-  uintptr_t base = (uintptr_t)region_of(p);
+  uintptr_t base = (uintptr_t)hm_region_of(p);
   for (unsigned i = 0; i < MAX_REGIONS; i++) {
     uintptr_t b = atomic_load(&region_bases[i]);
     if (b == 0 && atomic_compare_exchange_strong(&region_bases[i], &b, base))
@@ -213,7 +234,7 @@ static void mark(void *run, size_t first, size_t count, unsigned who)
   for (size_t i = first; i < first + count; i++) {
     uint8_t *g = (uint8_t *)run + i * HM_GRANULE;
     unsigned was = 0;
-    bool free = atomic_compare_exchange_strong(&owners[region_row(g)][granule_index(g)], &was,
+    bool free = atomic_compare_exchange_strong(&owners[region_row(g)][unit_granule_index(g)], &was,
                                                who);
     CHECK(free, "granule %p claimed by thread %u is owned by thread %u", (void *)g, who, was);
     *(unsigned *)g = who; /* committed and writable */
@@ -227,7 +248,7 @@ static void unmark(void *run, size_t first, size_t count, unsigned who)
     CHECK(*(unsigned *)g == who, "granule %p of thread %u was written by %u", (void *)g, who,
           *(unsigned *)g);
     unsigned was = who;
-    bool ours = atomic_compare_exchange_strong(&owners[region_row(g)][granule_index(g)], &was, 0);
+    bool ours = atomic_compare_exchange_strong(&owners[region_row(g)][unit_granule_index(g)], &was, 0);
     CHECK(ours, "granule %p of thread %u is marked for thread %u", (void *)g, who, was);
   }
 }
@@ -241,7 +262,7 @@ typedef struct claimer {
 static void claim_slot(claimer *c, unsigned i, uint64_t rnd)
 {
   size_t count = 1 + rnd % HM_RUN_MAX;
-  void *run = hm_arena_alloc_run(arena, count);
+  void *run = alloc_run(count);
   check_run_placed(run, count);
   mark(run, 0, count, c->who);
   c->run[i] = run;
@@ -343,12 +364,24 @@ static void check_span_formatted(hm_span *s, unsigned cls)
   }
 }
 
-/* The first block of a fresh span is its first slot. */
-static void check_first_block(hm_span *s)
+/* The blocks of the first carve of a fresh span: the first one at its
+ * first slot, each carrying hm_zero_key exactly when the span's memory read
+ * as zeros (calloc skips the memset for those), and zeros after the key. */
+static hm_block *check_first_carve(hm_span *s)
 {
-  hm_block *b = hm_span_collect(s);
-  CHECK((uint8_t *)b == s->blocks, "first block of a fresh span %p is %p, expected %p",
-        (void *)s, (void *)b, (void *)s->blocks);
+  hm_block *list = hm_span_collect(s);
+  CHECK((uint8_t *)list == s->blocks, "first block of a fresh span %p is %p, expected %p",
+        (void *)s, (void *)list, (void *)s->blocks);
+  for (hm_block *b = list; b != NULL; b = b->next) {
+    CHECK(b->key == (s->zeroed ? hm_zero_key : 0),
+          "block %p of span %p (zeroed %d): key %#lx", (void *)b, (void *)s, s->zeroed,
+          (unsigned long)b->key);
+    if (s->zeroed)
+      for (size_t i = sizeof(hm_block); i < s->block_size; i++)
+        CHECK(((uint8_t *)b)[i] == 0, "byte %zu of block %p of a zeroed span is %#x", i,
+              (void *)b, ((uint8_t *)b)[i]);
+  }
+  return list;
 }
 
 static unsigned other_class_same_granules(unsigned cls)
@@ -359,32 +392,168 @@ static unsigned other_class_same_granules(unsigned cls)
   FAIL("class %u is the only one with %u granules", cls, hm_class_granules[cls]);
 }
 
+/* Writes over a span's blocks, so that memory it leaves behind is not zero. */
+static void scribble(hm_span *s, hm_block *carved)
+{
+  for (hm_block *b = carved; b != NULL; b = b->next)
+    memset((uint8_t *)b + sizeof(hm_block), 0xee, s->block_size - sizeof(hm_block));
+}
+
 static void check_take_span(void)
 {
+  hm_arena_purge(arena, true, true); /* no resident free granule left */
   hm_span *spans[HM_CLASSES];
+  hm_block *carved[HM_CLASSES];
   for (unsigned cls = 0; cls < HM_CLASSES; cls++) {
     spans[cls] = hm_arena_take_span(arena, cls);
     check_span_formatted(spans[cls], cls);
-    check_first_block(spans[cls]);
+    CHECK(spans[cls]->zeroed, "span of class %u formed on purged memory is not zeroed", cls);
+    carved[cls] = check_first_carve(spans[cls]);
   }
-  /* A partial span comes back as it is; an empty one reformatted, for any
-   * class of its size. */
+  /* A partial span comes back as it is. Once its blocks are all free, the
+   * owner letting go of it gives it back to its region; the granules are
+   * then the only resident free ones, so the next span of that many
+   * granules forms there, for any class, and does not read as zeros. */
   for (unsigned cls = 0; cls < HM_CLASSES; cls++) {
     hm_span *s = spans[cls];
+    unsigned granules = s->granules;
     atomic_store(&s->state, HM_SPAN_LISTED);
     hm_arena_push_partial(s);
     CHECK(hm_arena_take_span(arena, cls) == s, "partial span %p of class %u not taken back",
           (void *)s, cls);
-    hm_arena_push_empty(s);
-    CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY, "pushed empty, span %p has state %u",
-          (void *)s, atomic_load(&s->state));
+    scribble(s, carved[cls]);
+    hm_span_release(s, carved[cls]);
+    unit_check_given_back(s, granules, "a span released with every block free");
     unsigned other = other_class_same_granules(cls);
-    CHECK(hm_arena_take_span(arena, other) == s, "empty span %p not taken for class %u",
-          (void *)s, other);
-    check_span_formatted(s, other);
-    check_first_block(s);
+    hm_span *t = hm_arena_take_span(arena, other);
+    CHECK(t == s, "the granules of span %p given back were not reused for class %u (got %p)",
+          (void *)s, other, (void *)t);
+    check_span_formatted(t, other);
+    CHECK(!t->zeroed, "span %p formed on resident memory says it reads as zeros", (void *)t);
+    hm_span_release(t, check_first_carve(t));
+    unit_check_given_back(t, granules, "a span of the other class, released unused");
+    hm_arena_purge(arena, true, true); /* deterministic again: nothing resident */
   }
-  UNIT_PASS("hm_arena_take_span: formatted spans of every class; partial and empty reuse");
+  UNIT_PASS("hm_arena_take_span: formatted spans of every class, zeroed when fresh; partial "
+            "reuse; an unused span goes back to its region and its granules are reused");
+}
+
+/* A listed span whose last blocks other threads free stays listed until a
+ * purge pass finds it unused and gives it back; a listed span with a block
+ * in use is kept. */
+static void check_purge_reclaims_unused(void)
+{
+  enum { CLS = 12 };
+  hm_span *unused = hm_arena_take_span(arena, CLS);
+  hm_span *in_use = hm_arena_take_span(arena, CLS);
+  hm_block *a = hm_span_collect(unused), *b = hm_span_collect(in_use);
+  CHECK(a != NULL && a->next != NULL && b != NULL, "collect of fresh spans of class %d failed",
+        CLS);
+  /* Read before the header is purged. */
+  size_t granules = unused->granules, in_use_granules = in_use->granules;
+  hm_block *a_kept = a, *a_rest = a->next;
+  hm_span_release(unused, a_rest); /* one block in use: listed */
+  hm_span_release(in_use, b->next);
+  CHECK(atomic_load(&unused->state) == HM_SPAN_LISTED &&
+            atomic_load(&in_use->state) == HM_SPAN_LISTED,
+        "spans released with a block in use: states %u and %u", atomic_load(&unused->state),
+        atomic_load(&in_use->state));
+  hm_span_free_remote(unused, a_kept);
+  CHECK(hm_span_is_unused(unused) && hm_pagemap_header(unused) == unused,
+        "a listed span with every block freed remotely: unused %d, page map %p",
+        hm_span_is_unused(unused), hm_pagemap_header(unused));
+  size_t calls = atomic_load(&arena->purge_calls);
+  hm_arena_purge(arena, false, true);
+  unit_check_given_back_aged(unused, granules, true,
+                             "an unused listed span after a purge pass");
+  CHECK(hm_pagemap_header(in_use) == in_use, "a listed span in use lost its page-map entry");
+  CHECK(hm_arena_take_span(arena, CLS) == in_use,
+        "the listed span in use is not on the partial list any more");
+  CHECK(atomic_load(&arena->purge_calls) == calls,
+        "a pass right after the span was given back purged (%zu calls)",
+        atomic_load(&arena->purge_calls) - calls);
+  /* The next pass finds the granules aged, and purges them. */
+  size_t purged = atomic_load(&arena->purged_bytes);
+  hm_arena_purge(arena, false, true);
+  CHECK(atomic_load(&arena->purged_bytes) - purged >= granules * HM_GRANULE,
+        "the second pass purged %zu bytes, expected at least the span's %zu",
+        atomic_load(&arena->purged_bytes) - purged, granules * HM_GRANULE);
+  CHECK((UNIT_WORD(clean, unused) & unit_run_bits(unused, granules)) ==
+            unit_run_bits(unused, granules),
+        "the purged granules of the span are not marked clean");
+  hm_block *left = hm_span_collect(in_use);
+  CHECK(left == b->next, "the span in use lost its free blocks");
+  hm_span_free_remote(in_use, b);
+  hm_span_release(in_use, left);
+  unit_check_given_back(in_use, in_use_granules, "the other span, all blocks free");
+  UNIT_PASS("a purge pass gives back listed spans found unused, keeps the others; the next "
+            "one purges their granules");
+}
+
+/* Whether the page at `p` is mapped: msync fails with ENOMEM where it is
+ * not. */
+static bool page_mapped(void *p)
+{
+  return msync(p, 4096, MS_ASYNC) == 0;
+}
+
+/* Starting from no region: runs that fill one region and start a second,
+ * touched, then all freed. Both regions are then empty, with resident
+ * granules freed since the last pass. */
+static void use_two_fresh_regions(void)
+{
+  enum { MAX_RUNS = 2 * HM_REGION_GRANULES / HM_RUN_MAX };
+  void *runs[MAX_RUNS];
+  size_t n = 0;
+  while (regions_live() < 2) {
+    CHECK(n < MAX_RUNS, "%d runs of 64 granules, yet fewer than two regions", MAX_RUNS);
+    runs[n] = alloc_run(HM_RUN_MAX);
+    check_run_placed(runs[n], HM_RUN_MAX);
+    tag_pages(runs[n++], 1);
+  }
+  while (n > 0)
+    hm_arena_free_run(runs[--n], HM_RUN_MAX);
+}
+
+/* Empty regions are unmapped: without `all` only those empty since the
+ * previous pass, and never the newest; with `all` every empty one. */
+static void check_release_regions(void)
+{
+  hm_arena_release_regions(arena, true);
+  CHECK(regions_live() == 0, "every run freed, yet %zu regions kept by a release of all",
+        regions_live());
+  use_two_fresh_regions();
+  size_t live = regions_live(), released = atomic_load(&arena->regions_released);
+  hm_region *newest = atomic_load(&arena->regions);
+  CHECK(hm_arena_has_idle(arena), "freed runs: hm_arena_has_idle is false");
+  CHECK(hm_arena_release_regions(arena, false) == 0,
+        "regions emptied since the last pass were released");
+  hm_arena_purge(arena, false, true); /* ages what was freed */
+  size_t bytes = hm_arena_release_regions(arena, false);
+  CHECK(live == 2 && bytes == HM_REGION_SIZE && regions_live() == 1,
+        "%zu idle regions: %zu bytes released, %zu regions left (expected all but the newest)",
+        live, bytes, regions_live());
+  CHECK(atomic_load(&arena->regions) == newest && atomic_load(&newest->next) == NULL,
+        "the newest region is not the one kept, or not alone");
+  CHECK(atomic_load(&arena->regions_released) == released + live - 1,
+        "regions_released went from %zu to %zu", released,
+        atomic_load(&arena->regions_released));
+  CHECK(hm_arena_release_regions(arena, true) == HM_REGION_SIZE && regions_live() == 0,
+        "release of all: the newest, empty region was not released");
+  CHECK(!page_mapped(newest), "the released region %p is still mapped",
+        (void *)newest);
+  CHECK(!hm_arena_has_idle(arena), "no region left, yet hm_arena_has_idle");
+  /* The arena maps a region again when asked. */
+  bool zeroed;
+  void *run = hm_arena_alloc_run(arena, 3, &zeroed);
+  check_run_placed(run, 3);
+  CHECK(zeroed && regions_live() == 1, "a run from a new region: zeroed %d, %zu regions",
+        zeroed, regions_live());
+  hm_arena_free_run(run, 3);
+  CHECK(hm_arena_release_regions(arena, true) == HM_REGION_SIZE,
+        "the region mapped again was not released");
+  UNIT_PASS("empty regions released after a pass (the newest kept), all with `all`; the "
+            "arena maps a new one after");
 }
 
 int main(void)
@@ -396,5 +565,7 @@ int main(void)
   check_grow_shrink();
   check_concurrent_claims(); /* expects every earlier run freed */
   check_take_span();
+  check_purge_reclaims_unused();
+  check_release_regions(); /* expects every earlier run and span freed */
   return 0;
 }

@@ -3,20 +3,26 @@
 #include "arena.h"
 #include "init.h"
 #include "unit.h"
+#include "unit_region.h"
 
 static hm_arena *arena;
 
-/* How many times `s` is on the partial list of its class. Only called
+/* How many times `s` is on the partial list of class `cls`. Only called
  * while no other thread touches that list. */
-static unsigned times_listed(const hm_span *s)
+static unsigned times_listed_in(const hm_span *s, unsigned cls)
 {
   unsigned n = 0, steps = 0;
-  for (hm_link *l = hm_stack_node(atomic_load(&arena->partial[s->cls].stack.head)); l != NULL;
+  for (hm_link *l = hm_stack_node(atomic_load(&arena->partial[cls].stack.head)); l != NULL;
        l = atomic_load(&l->next)) {
-    CHECK(++steps < 1000000, "partial list of class %u does not end", s->cls);
+    CHECK(++steps < 1000000, "partial list of class %u does not end", cls);
     n += (const hm_span *)l == s;
   }
   return n;
+}
+
+static unsigned times_listed(const hm_span *s)
+{
+  return times_listed_in(s, s->cls);
 }
 
 /* Checks the blocks `list` carves after the `done` blocks carved already:
@@ -69,6 +75,24 @@ static size_t drain(hm_span *s, hm_block **blocks, size_t done)
   return done;
 }
 
+/* Links blocks[0..n) into a list, in order. */
+static hm_block *link_blocks(hm_block **blocks, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    blocks[i]->next = i + 1 < n ? blocks[i + 1] : NULL;
+  return n ? blocks[0] : NULL;
+}
+
+/* The owner lets go of a span with every block of it free (`blocks`, its
+ * `n` carved blocks): the span goes back to its region, unlisted. */
+static void release_all(hm_span *s, hm_block **blocks, size_t n, const char *what)
+{
+  unsigned granules = s->granules, cls = s->cls;
+  hm_span_release(s, link_blocks(blocks, n));
+  unit_check_given_back(s, granules, what);
+  CHECK(times_listed_in(s, cls) == 0, "%s: span %p is listed", what, (void *)s);
+}
+
 /* A fresh span of the class with every block taken (into `blocks`). */
 static hm_span *take_full(unsigned cls, hm_block **blocks)
 {
@@ -84,15 +108,16 @@ static void check_format_and_carve(void)
   for (unsigned cls = 0; cls < HM_CLASSES; cls++) {
     hm_span *s = hm_arena_take_span(arena, cls);
     CHECK(s != NULL, "hm_arena_take_span(%u) failed", cls);
-    hm_span_format(s, cls); /* formatting again is harmless */
+    hm_span_format(s, cls, s->zeroed); /* formatting again is harmless */
     check_is_block(s, 0);
     hm_block *first = hm_span_collect(s);
     size_t n = check_carved(s, first, 0);
     check_is_block(s, n);
     for (size_t i = 0; i < n; i++, first = first->next)
       blocks[i] = first;
-    check_is_block(s, drain(s, blocks, n));
-    hm_arena_push_empty(s);
+    size_t all = drain(s, blocks, n);
+    check_is_block(s, all);
+    release_all(s, blocks, all, "a drained span released with every block free");
   }
   UNIT_PASS("format/collect: every class carves distinct, spaced, in-bounds blocks, then NULL");
   UNIT_PASS("hm_span_is_block exact over header, carved and uncarved bytes");
@@ -149,17 +174,9 @@ static void check_release(void)
   hm_block *expected[] = {blocks[1], blocks[0]};
   check_list(hm_span_collect(s), expected, 2, "collect after release");
 
-  /* All blocks free: the span may be reused for any class of its size. */
-  size_t cap = hm_class_capacity(CLS);
-  for (size_t i = 0; i < cap; i++)
-    blocks[i]->next = i + 1 < cap ? blocks[i + 1] : NULL;
-  hm_span_release(s, blocks[0]);
-  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY && times_listed(s) == 0,
-        "released with every block free: state %u, listed %u times", atomic_load(&s->state),
-        times_listed(s));
-  CHECK(hm_arena_take_span(arena, CLS) == s, "the empty span was not taken back");
-  hm_arena_push_empty(s);
-  UNIT_PASS("release lists a partial span, empties an all-free one");
+  /* All blocks free: the span goes back to its region. */
+  release_all(s, blocks, hm_class_capacity(CLS), "released with every block free");
+  UNIT_PASS("release lists a partial span, gives an all-free one back to its region");
 }
 
 /* A span nobody owns is unused once every carved block came back, however
@@ -181,12 +198,10 @@ static void check_unused(void)
    * lets go of the span with the rest on its local list. */
   hm_block *rest = list->next;
   hm_span_free_remote(s, list);
+  unsigned granules = s->granules;
   hm_span_release(s, rest);
-  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY,
-        "released with %zu local and 1 remote free block: state %u, expected empty", cap - 1,
-        atomic_load(&s->state));
-  CHECK(hm_arena_take_span(arena, CLS) == s, "the empty span was not taken back");
-  hm_arena_push_empty(s);
+  unit_check_given_back(s, granules, "released with all local free but 1 remote free block");
+  CHECK(times_listed_in(s, CLS) == 0, "the span given back is listed");
   UNIT_PASS("hm_span_is_unused counts local and remote free blocks");
 }
 

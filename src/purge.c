@@ -1,0 +1,146 @@
+#include "purge.h"
+
+#include "arena.h"
+#include "config.h"
+#include "tcache.h"
+
+static _Atomic bool purging; /* one purging thread at a time; others skip */
+static _Atomic int64_t next_pass_ms;
+
+enum { BG_NONE, BG_RUNNING, BG_FAILED };
+static _Atomic uint32_t bg_state;
+static _Atomic uint32_t bg_asleep; /* futex word: 1 while it sleeps with nothing to do */
+static _Atomic uint32_t bg_nap;    /* futex word it naps on between passes; stays 0 */
+
+static int64_t interval_ms(void)
+{
+  /* Delay 0 purges freed runs at once; passes still find spans that became
+   * unused, every 10 ms at most. */
+  return hm_config.purge_delay_ms > 10 ? hm_config.purge_delay_ms : 10;
+}
+
+bool hm_purge_at_once(void)
+{
+  return hm_config.purge_delay_ms == 0;
+}
+
+static bool begin(void)
+{
+  return !atomic_exchange_explicit(&purging, true, memory_order_acquire);
+}
+
+static void end(void)
+{
+  atomic_store_explicit(&purging, false, memory_order_release);
+}
+
+static void pass(bool all, bool now)
+{
+  for (unsigned i = 0; i < hm_arena_count(); i++)
+    hm_arena_purge(&hm_arenas[i], all, now);
+}
+
+static void release_regions(bool all)
+{
+  for (unsigned i = 0; i < hm_arena_count(); i++)
+    hm_arena_release_regions(&hm_arenas[i], all);
+}
+
+static bool has_idle(void)
+{
+  for (unsigned i = 0; i < hm_arena_count(); i++)
+    if (hm_arena_has_idle(&hm_arenas[i]))
+      return true;
+  return false;
+}
+
+static void *background_main(void *arg)
+{
+  (void)arg;
+  for (;;) {
+    if (begin()) {
+      pass(false, !hm_config.purge_lazy);
+      release_regions(false);
+      end();
+    }
+    if (has_idle()) {
+      hm_os_wait(&bg_nap, 0, interval_ms());
+      continue;
+    }
+    /* Dekker with hm_purge_note_idle: say we sleep, then look once more. */
+    atomic_store_explicit(&bg_asleep, 1, memory_order_seq_cst);
+    if (!has_idle())
+      hm_os_wait(&bg_asleep, 1, -1);
+    atomic_store_explicit(&bg_asleep, 0, memory_order_relaxed);
+  }
+  return NULL;
+}
+
+static bool background_running(void)
+{
+  uint32_t state = atomic_load_explicit(&bg_state, memory_order_acquire);
+  if (state != BG_NONE)
+    return state == BG_RUNNING;
+  if (!atomic_compare_exchange_strong(&bg_state, &state, BG_RUNNING))
+    return state == BG_RUNNING;
+  if (hm_os_thread_start(background_main, NULL))
+    return true;
+  hm_warn("cannot start the background purge thread; purging on slow paths");
+  atomic_store_explicit(&bg_state, BG_FAILED, memory_order_release);
+  return false;
+}
+
+void hm_purge_tick(void)
+{
+  if (hm_config.purge_delay_ms < 0)
+    return;
+  if (hm_config.background_thread && background_running())
+    return;
+  int64_t now = hm_os_now_ms();
+  if (now < atomic_load_explicit(&next_pass_ms, memory_order_relaxed) || !begin())
+    return;
+  atomic_store_explicit(&next_pass_ms, now + interval_ms(), memory_order_relaxed);
+  pass(false, !hm_config.purge_lazy);
+  end();
+}
+
+void hm_purge_note_idle(void)
+{
+  if (!hm_config.background_thread)
+    return;
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&bg_asleep, memory_order_relaxed) &&
+      atomic_exchange_explicit(&bg_asleep, 0, memory_order_relaxed))
+    hm_os_wake(&bg_asleep);
+}
+
+static size_t returned_bytes(void)
+{
+  size_t bytes = 0;
+  for (unsigned i = 0; i < hm_arena_count(); i++)
+    bytes += atomic_load(&hm_arenas[i].purged_bytes) +
+             atomic_load(&hm_arenas[i].regions_released) * HM_REGION_SIZE;
+  return bytes;
+}
+
+bool hm_purge_trim(void)
+{
+  size_t before = returned_bytes();
+  hm_tcache_trim(hm_tls);
+  while (!begin())
+    hm_os_yield();
+  pass(true, true);
+  release_regions(true);
+  end();
+  return returned_bytes() != before;
+}
+
+void hm_purge_fork_child(void)
+{
+  atomic_store_explicit(&purging, false, memory_order_relaxed);
+  atomic_store_explicit(&next_pass_ms, 0, memory_order_relaxed);
+  atomic_store_explicit(&bg_asleep, 0, memory_order_relaxed);
+  /* The thread did not survive the fork; the next tick starts another. */
+  if (atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_RUNNING)
+    atomic_store_explicit(&bg_state, BG_NONE, memory_order_relaxed);
+}

@@ -1,0 +1,25 @@
+/* When idle memory goes back to the OS (jemalloc's decay is the anchor).
+ *
+ * Memory that has been free for one purge delay (HMALLOC_PURGE_DELAY_MS) is
+ * purged by the next pass, so it leaves between one and two delays after it
+ * was freed, and memory reused sooner is never purged. Passes run amortised
+ * on slow paths (at most one per delay, in whichever thread gets there
+ * first) or, with HMALLOC_BACKGROUND_THREAD=1, on a thread that sleeps while
+ * nothing is idle. Regions are unmapped only by that thread or by a trim:
+ * releasing one waits for an RCU grace period, which may sleep. */
+#ifndef HM_PURGE_H
+#define HM_PURGE_H
+
+#include "internal.h"
+
+/* Called at the end of slow paths, outside any allocator state. */
+void hm_purge_tick(void);
+/* Something became idle: wake the background thread if it sleeps. */
+void hm_purge_note_idle(void);
+/* Whether freed granules are purged at once (delay 0). */
+bool hm_purge_at_once(void);
+/* Returns everything idle now; whether any memory was returned. */
+bool hm_purge_trim(void);
+void hm_purge_fork_child(void);
+
+#endif

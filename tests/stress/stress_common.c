@@ -1,0 +1,262 @@
+#include "stress_common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *test_name = "stress";
+
+void set_test_name(const char *name)
+{
+  test_name = name;
+}
+
+/* vsnprintf into a stack buffer and one write(2): usable in a fork child
+ * whose parent had threads holding the stdio locks. */
+static void print_line(const char *kind, const char *fmt, va_list ap)
+{
+  char line[1024];
+  int n = snprintf(line, sizeof line, "%s: %s", test_name, kind);
+  if (n < 0 || (size_t)n >= sizeof line)
+    n = 0;
+  int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+  size_t len = m < 0 ? (size_t)n : (size_t)n + (size_t)m;
+  if (len > sizeof line - 2)
+    len = sizeof line - 2;
+  line[len++] = '\n';
+  ssize_t ignored = write(STDERR_FILENO, line, len);
+  (void)ignored;
+}
+
+void fail(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  print_line("FAIL: ", fmt, ap);
+  va_end(ap);
+  _exit(1);
+}
+
+void note(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  print_line("", fmt, ap);
+  va_end(ap);
+}
+
+size_t random_size(struct rng *r, const struct size_mix *mix)
+{
+  uint64_t draw = rng_below(r, 1000000);
+  if (draw < mix->huge)
+    return rng_range(r, 5u << 20, 8u << 20);
+  draw -= mix->huge;
+  if (draw < mix->large)
+    return rng_range(r, 200u << 10, 2u << 20);
+  draw -= mix->large;
+  if (draw < mix->medium)
+    return rng_range(r, 1025, 64u << 10);
+  return rng_range(r, 16, 1024);
+}
+
+/* The pattern: 64-bit word i of a block is base + i * STEP, with base mixed
+ * from the block's address, size and tag; a last partial word keeps its
+ * low-order bytes. Blocks are at least 16-aligned, so words are aligned. */
+#define PATTERN_STEP 0x9E3779B97F4A7C15ull
+typedef uint64_t __attribute__((may_alias)) pattern_word;
+
+static uint64_t pattern_base(uintptr_t addr, size_t size, uint64_t tag)
+{
+  struct rng r = {addr ^ (size * 0xC2B2AE3D27D4EB4Full) ^ tag};
+  return rng_next(&r);
+}
+
+static void pattern_fill(void *p, size_t len, uint64_t base)
+{
+  pattern_word *w = p;
+  size_t words = len / 8;
+  for (size_t i = 0; i < words; i++)
+    w[i] = base + i * PATTERN_STEP;
+  uint64_t last = base + words * PATTERN_STEP;
+  memcpy((uint8_t *)p + words * 8, &last, len % 8);
+}
+
+static size_t first_mismatch(const void *p, size_t len, uint64_t base)
+{
+  const pattern_word *w = p;
+  size_t words = len / 8;
+  for (size_t i = 0; i < words; i++)
+    if (w[i] != base + i * PATTERN_STEP)
+      return i * 8;
+  uint64_t last = base + words * PATTERN_STEP;
+  if (memcmp((const uint8_t *)p + words * 8, &last, len % 8) != 0)
+    return words * 8;
+  return len;
+}
+
+/* Fails, with the details, unless the `len` bytes at p hold the pattern of
+ * the block described by `origin` (p itself after a realloc moved it). */
+static void pattern_check(const void *p, size_t len, const struct block *origin, const char *where)
+{
+  uint64_t base = pattern_base((uintptr_t)origin->p, origin->size, origin->tag);
+  size_t bad = first_mismatch(p, len, base);
+  if (bad == len)
+    return;
+  const pattern_word *w = p;
+  size_t word = bad / 8, bad_words = 0;
+  for (size_t i = word; i < len / 8; i++)
+    bad_words += w[i] != base + i * PATTERN_STEP;
+  uint64_t got = 0;
+  memcpy(&got, (const uint8_t *)p + word * 8, len - word * 8 < 8 ? len - word * 8 : 8);
+  fail("%s: corrupted block %p (size %zu, pattern of %p size %zu tag %#llx): first bad byte at "
+       "offset %zu of %zu, word there %#llx, expected %#llx; %zu bad words",
+       where, p, len, origin->p, origin->size, (unsigned long long)origin->tag, bad, len,
+       (unsigned long long)got, (unsigned long long)(base + word * PATTERN_STEP), bad_words);
+}
+
+static void block_fill(struct block *b, struct rng *r)
+{
+  b->tag = rng_next(r);
+  pattern_fill(b->p, b->size, pattern_base((uintptr_t)b->p, b->size, b->tag));
+}
+
+static void check_usable(const struct block *b, const char *where)
+{
+  size_t usable = t_usable_size(b->p);
+  if (usable < b->size)
+    fail("%s: usable size %zu of %p is below the %zu bytes asked", where, usable, b->p, b->size);
+}
+
+static void check_zeroed(const void *p, size_t size)
+{
+  const uint8_t *c = p;
+  for (size_t i = 0; i < size; i++)
+    if (c[i] != 0)
+      fail("calloc: byte %zu of %p (size %zu) is %#x, not 0", i, p, size, c[i]);
+}
+
+static void *alloc_aligned(struct rng *r, size_t size)
+{
+  if (rng_below(r, 2) == 0) {
+    size_t align = (size_t)1 << rng_range(r, 4, 12);
+    void *p = t_aligned_alloc(align, size);
+    if (p != NULL && (uintptr_t)p % align != 0)
+      fail("aligned_alloc(%zu, %zu) returned %p, misaligned", align, size, p);
+    return p;
+  }
+  size_t align = (size_t)1 << rng_range(r, 3, 13);
+  void *p = NULL;
+  int err = t_posix_memalign(&p, align, size);
+  if (err != 0)
+    fail("posix_memalign(%zu, %zu) failed: %s", align, size, strerror(err));
+  if ((uintptr_t)p % align != 0)
+    fail("posix_memalign(%zu, %zu) returned %p, misaligned", align, size, p);
+  return p;
+}
+
+void block_alloc(struct block *b, struct rng *r, size_t size)
+{
+  uint64_t kind = rng_below(r, 100);
+  void *p;
+  if (kind < 80) {
+    p = t_malloc(size);
+  } else if (kind < 88) {
+    p = kind % 2 ? t_calloc(size, 1) : t_calloc(1, size);
+    if (p != NULL)
+      check_zeroed(p, size);
+  } else {
+    p = alloc_aligned(r, size);
+  }
+  if (p == NULL)
+    fail("allocating %zu bytes (kind %llu) failed", size, (unsigned long long)kind);
+  *b = (struct block){.p = p, .size = size};
+  check_usable(b, "alloc");
+  block_fill(b, r);
+}
+
+void block_verify(const struct block *b, const char *where)
+{
+  pattern_check(b->p, b->size, b, where);
+}
+
+void block_free(struct block *b, const char *where)
+{
+  block_verify(b, where);
+  t_free(b->p);
+  *b = (struct block){0};
+}
+
+void block_realloc(struct block *b, struct rng *r, size_t size)
+{
+  block_verify(b, "before realloc");
+  struct block old = *b;
+  void *q = t_realloc(b->p, size);
+  if (q == NULL)
+    fail("realloc(%p, %zu) from %zu bytes failed", old.p, size, old.size);
+  pattern_check(q, old.size < size ? old.size : size, &old, "after realloc");
+  *b = (struct block){.p = q, .size = size};
+  check_usable(b, "realloc");
+  block_fill(b, r);
+}
+
+struct block_msg {
+  struct block block;
+  struct block_msg *next;
+};
+
+void queue_init(struct block_queue *q)
+{
+  pthread_mutex_init(&q->lock, NULL);
+  q->head = NULL;
+}
+
+void queue_destroy(struct block_queue *q)
+{
+  if (q->head != NULL)
+    fail("a queue was destroyed with blocks in it");
+  pthread_mutex_destroy(&q->lock);
+}
+
+void queue_push(struct block_queue *q, const struct block *b)
+{
+  struct block_msg *m = t_malloc(sizeof *m);
+  if (m == NULL)
+    fail("allocating a queue node failed");
+  m->block = *b;
+  pthread_mutex_lock(&q->lock);
+  m->next = q->head;
+  q->head = m;
+  pthread_mutex_unlock(&q->lock);
+}
+
+size_t queue_take(struct block_queue *q, struct block *out, size_t max)
+{
+  size_t n = 0;
+  pthread_mutex_lock(&q->lock);
+  for (; n < max && q->head != NULL; n++) {
+    struct block_msg *m = q->head;
+    q->head = m->next;
+    out[n] = m->block;
+    t_free(m);
+  }
+  pthread_mutex_unlock(&q->lock);
+  return n;
+}
+
+size_t queue_free_all(struct block_queue *q, const char *where)
+{
+  pthread_mutex_lock(&q->lock);
+  struct block_msg *m = q->head;
+  q->head = NULL;
+  pthread_mutex_unlock(&q->lock);
+  size_t n = 0;
+  while (m != NULL) {
+    struct block_msg *next = m->next;
+    block_free(&m->block, where);
+    t_free(m);
+    m = next;
+    n++;
+  }
+  return n;
+}
