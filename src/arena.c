@@ -170,7 +170,7 @@ hm_span *hm_arena_take_span(hm_arena *a, unsigned cls)
   return s != NULL ? s : span_new(a, cls);
 }
 
-void hm_arena_purge(hm_arena *a, bool all, bool now)
+size_t hm_arena_purge(hm_arena *a, bool all, bool now)
 {
   reclaim_unused(a);
   struct hm_purge_result out = {0};
@@ -180,6 +180,7 @@ void hm_arena_purge(hm_arena *a, bool all, bool now)
   hm_rcu_exit();
   atomic_fetch_add_explicit(&a->purge_calls, out.calls, memory_order_relaxed);
   atomic_fetch_add_explicit(&a->purged_bytes, out.bytes, memory_order_relaxed);
+  return out.idle;
 }
 
 bool hm_arena_has_idle(hm_arena *a)

@@ -63,7 +63,8 @@ void hm_arena_give_back(hm_span *s);
 /* One purge pass: unused partial spans go back to their regions, and the
  * regions purge their aged granules (with `all`, every free one); `now`:
  * RSS must drop at once. */
-void hm_arena_purge(hm_arena *a, bool all, bool now);
+/* Returns the bytes left idle (free and resident) for the next pass. */
+size_t hm_arena_purge(hm_arena *a, bool all, bool now);
 /* Releases regions that are empty (`all`) or have been empty for a purge
  * pass, keeping the newest one unless `all`. Sleeps for an RCU grace period:
  * never on a malloc or free path. Returns the bytes released. */

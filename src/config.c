@@ -49,6 +49,7 @@ void hm_config_read(void)
     hm_os_keep_error_output();
   hm_config.purge_delay_ms =
       read_int("HMALLOC_PURGE_DELAY_MS", -1, 3600 * 1000, HM_PURGE_DELAY_DEFAULT_MS);
-  hm_config.background_thread = read_bool("HMALLOC_BACKGROUND_THREAD", false);
+  const char *bg = hm_os_getenv("HMALLOC_BACKGROUND_THREAD");
+  hm_config.background_thread = bg == NULL || *bg == '\0' ? -1 : read_bool("HMALLOC_BACKGROUND_THREAD", false);
   hm_config.purge_lazy = read_bool("HMALLOC_PURGE_LAZY", false);
 }

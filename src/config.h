@@ -8,11 +8,15 @@
 struct hm_config {
   bool stats;             /* HMALLOC_STATS: statistics to stderr at exit */
   int64_t purge_delay_ms; /* HMALLOC_PURGE_DELAY_MS: -1 never, 0 at once */
-  bool background_thread; /* HMALLOC_BACKGROUND_THREAD: purge on a thread */
+  /* HMALLOC_BACKGROUND_THREAD: purge on a thread. 1: from the first slow
+   * path; 0: never; -1 (unset): once idle memory first reaches
+   * HM_BACKGROUND_AUTO_BYTES, so that small programs never get one. */
+  int background_thread;
   bool purge_lazy;        /* HMALLOC_PURGE_LAZY: MADV_FREE for decay purges */
 };
 
 #define HM_PURGE_DELAY_DEFAULT_MS 1000
+#define HM_BACKGROUND_AUTO_BYTES ((size_t)64 << 20)
 
 extern HM_HIDDEN struct hm_config hm_config;
 

@@ -34,10 +34,12 @@ static void end(void)
   atomic_store_explicit(&purging, false, memory_order_release);
 }
 
-static void pass(bool all, bool now)
+static size_t pass(bool all, bool now)
 {
+  size_t idle = 0;
   for (unsigned i = 0; i < hm_arena_count(); i++)
-    hm_arena_purge(&hm_arenas[i], all, now);
+    idle += hm_arena_purge(&hm_arenas[i], all, now);
+  return idle;
 }
 
 static void release_regions(bool all)
@@ -76,7 +78,8 @@ static void *background_main(void *arg)
   return NULL;
 }
 
-static bool background_running(void)
+/* Starts the background thread unless it runs already; whether it runs. */
+static bool background_start(void)
 {
   uint32_t state = atomic_load_explicit(&bg_state, memory_order_acquire);
   if (state != BG_NONE)
@@ -94,19 +97,24 @@ void hm_purge_tick(void)
 {
   if (hm_config.purge_delay_ms < 0)
     return;
-  if (hm_config.background_thread && background_running())
+  if (atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_RUNNING ||
+      (hm_config.background_thread == 1 && background_start()))
     return;
   int64_t now = hm_os_now_ms();
   if (now < atomic_load_explicit(&next_pass_ms, memory_order_relaxed) || !begin())
     return;
   atomic_store_explicit(&next_pass_ms, now + interval_ms(), memory_order_relaxed);
-  pass(false, !hm_config.purge_lazy);
+  size_t idle = pass(false, !hm_config.purge_lazy);
   end();
+  /* A burst left this much behind: from now on a thread keeps purging even
+   * when the program goes quiet, which slow paths cannot. */
+  if (hm_config.background_thread < 0 && idle >= HM_BACKGROUND_AUTO_BYTES)
+    background_start();
 }
 
 void hm_purge_note_idle(void)
 {
-  if (!hm_config.background_thread)
+  if (atomic_load_explicit(&bg_state, memory_order_relaxed) != BG_RUNNING)
     return;
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&bg_asleep, memory_order_relaxed) &&

@@ -4,9 +4,11 @@
  * purged by the next pass, so it leaves between one and two delays after it
  * was freed, and memory reused sooner is never purged. Passes run amortised
  * on slow paths (at most one per delay, in whichever thread gets there
- * first) or, with HMALLOC_BACKGROUND_THREAD=1, on a thread that sleeps while
- * nothing is idle. Regions are unmapped only by that thread or by a trim:
- * releasing one waits for an RCU grace period, which may sleep. */
+ * first) until a pass finds HM_BACKGROUND_AUTO_BYTES idle; then (or from the
+ * start, with HMALLOC_BACKGROUND_THREAD=1) on a thread that sleeps while
+ * nothing is idle, since slow paths stop when the program goes quiet.
+ * Regions are unmapped only by that thread or by a trim: releasing one
+ * waits for an RCU grace period, which may sleep. */
 #ifndef HM_PURGE_H
 #define HM_PURGE_H
 

@@ -182,8 +182,9 @@ void hm_region_purge(hm_region *r, bool all, bool now, struct hm_purge_result *o
       purge_word(r, w, candidates, now, out);
     /* What is dirty and free now is purged by the next pass unless it is
      * reused before. */
-    atomic_store_explicit(&r->aged[w], load(&r->dirty[w]) & ~load(&r->used[w]),
-                          memory_order_relaxed);
+    uint64_t aged = load(&r->dirty[w]) & ~load(&r->used[w]);
+    atomic_store_explicit(&r->aged[w], aged, memory_order_relaxed);
+    out->idle += (size_t)__builtin_popcountll(aged) * HM_GRANULE;
   }
 }
 

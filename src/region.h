@@ -58,6 +58,7 @@ bool hm_region_grow(void *run, size_t count, size_t new_count);
 struct hm_purge_result {
   size_t bytes; /* purged */
   size_t calls; /* madvise calls made */
+  size_t idle;  /* free and resident after the pass: the next pass's work */
 };
 /* Purges the aged free granules (with `all`, every dirty free granule);
  * `now`: RSS must drop at once. */

@@ -6,12 +6,16 @@
 #   numa-off   HMALLOC_NUMA=0
 #   default    nothing set: on a one-node machine hwloc must not even load
 #   2-node     HWLOC_SYNTHETIC="node:2 pu:1": a table, two arenas
+# Purging is off (HMALLOC_PURGE_DELAY_MS=-1): its passes are driven by the
+# clock, so under callgrind they would land in one run and not the other.
 # Not a test: it only prints (no timing is asserted anywhere).
 #   tests/numa/measure_alloc_cost.sh BUILD_DIR
 # Under valgrind glibc cannot register rseq and the CPUID it shows has no
 # RDPID, so with a table the current CPU comes from the vDSO's getcpu there;
 # natively it comes from rseq.
 set -eu
+# Time-driven purge passes would land in some runs and not others.
+export HMALLOC_PURGE_DELAY_MS=-1
 build=${1:?usage: $0 BUILD_DIR}
 lib=$build/libhmalloc.so
 cost=$build/tests/numa/numa_alloc_cost

@@ -14,9 +14,9 @@ echo "guest: nodes online $(cat /sys/devices/system/node/online)," \
 for t in @TESTS@; do
   echo "=== $t"
   case $t in
-    */test_stress_api) env HMALLOC_STATS=1 timeout 120 "$t" 2>&1 ;;
-    */test_numa_stress_fake4_api) env HWLOC_SYNTHETIC="node:4 pu:1" timeout 120 "$t" 2>&1 ;;
-    *) timeout 120 "$t" 2>&1 ;;
+    */test_stress_api) env HMALLOC_STATS=1 timeout 300 "$t" 2>&1 ;;
+    */test_numa_stress_fake4_api) env HWLOC_SYNTHETIC="node:4 pu:1" timeout 300 "$t" 2>&1 ;;
+    *) timeout 300 "$t" 2>&1 ;;
   esac
   echo "QEMU-RESULT $t $?"
 done

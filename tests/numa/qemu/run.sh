@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the NUMA tests for real in a qemu guest with two NUMA nodes (one CPU
-# and 512 MiB each): the kernel really has node 1, so regions bound to it
+# and 2 GiB each; QEMU_NODE_MIB changes the memory): the kernel really has node 1, so regions bound to it
 # show "prefer:1" and their pages land there (N1= in numa_maps), and hwloc
 # discovers the topology from sysfs without any HWLOC_* variable.
 # Not part of ctest: it boots a VM under emulation (a minute or two).
@@ -67,12 +67,15 @@ chmod +x "$root/init"
 accel=${QEMU_ACCEL:--accel tcg -cpu max}
 echo "booting $kernel ($accel), initramfs $(du -h "$work/initramfs.gz" | cut -f1)"
 # -numa node,mem= is refused by current machine types: memory backends.
-timeout 600 qemu-system-x86_64 $accel -smp 2 -m 1G \
-  -object memory-backend-ram,id=m0,size=512M -object memory-backend-ram,id=m1,size=512M \
+# 2 GiB a node: the stress test alone peaks at about 1 GiB resident.
+node_mib=${QEMU_NODE_MIB:-2048}
+timeout 1200 qemu-system-x86_64 $accel -smp 2 -m $((2 * node_mib))M \
+  -object memory-backend-ram,id=m0,size=${node_mib}M \
+  -object memory-backend-ram,id=m1,size=${node_mib}M \
   -numa node,nodeid=0,cpus=0,memdev=m0 -numa node,nodeid=1,cpus=1,memdev=m1 \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
   -append "console=ttyS0 panic=-1 quiet loglevel=3" \
-  -nographic -no-reboot </dev/null | tee "$work/log" | tr -d '\r'
+  -nographic -no-reboot </dev/null | tr -d '\r' | tee "$work/log"
 passed=$(grep -c '^QEMU-RESULT .* 0$' "$work/log" || true)
 ran=$(grep -c '^QEMU-RESULT ' "$work/log" || true)
 expected=$(echo $tests | wc -w)
