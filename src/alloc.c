@@ -16,7 +16,7 @@
 static void ensure_process_init(void)
 {
   if (hm_tls->kind == HM_TCACHE_EMPTY)
-    hm_process_init();
+    hm_tcache_process_init();
 }
 
 static void *alloc_large(size_t size, size_t align, uint64_t *old_key)

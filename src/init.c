@@ -21,12 +21,14 @@ static void fork_prepare(void)
   hm_topology_fork_prepare(); /* first: it may wait for a dlopen to finish */
   while (atomic_load_explicit(&init_state, memory_order_acquire) == INIT_RUNNING)
     hm_cpu_pause();
+  hm_purge_fork_prepare();
   hm_os_rcu_fork_prepare();
 }
 
 static void fork_parent(void)
 {
   hm_os_rcu_fork_parent();
+  hm_purge_fork_parent();
   hm_topology_fork_parent();
 }
 

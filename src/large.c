@@ -30,8 +30,10 @@ static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t 
   s->blocks = (uint8_t *)hm_align_up((uintptr_t)s + HM_HEADER_SIZE, align);
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&s->state, HM_SPAN_LIVE, memory_order_relaxed);
-  if (!hm_pagemap_set(s, s, mapped_granules(s)))
+  if (!hm_pagemap_set(s, s, mapped_granules(s))) {
+    hm_pagemap_clear(s, mapped_granules(s)); /* what was set before a leaf failed */
     return NULL;
+  }
   bool large = kind == HM_KIND_LARGE;
   atomic_fetch_add_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
@@ -123,20 +125,21 @@ static hm_span *huge_move(hm_span *s, size_t bytes)
   size_t align = (uintptr_t)s->blocks - (uintptr_t)s > HM_GRANULE
                      ? hm_align_up((uintptr_t)s->blocks - (uintptr_t)s, HM_GRANULE)
                      : HM_GRANULE;
-  void *to = hm_os_reserve(bytes, align, false);
+  hm_span *to = hm_os_reserve(bytes, align, false);
   if (to == NULL)
     return NULL;
   size_t offset = (size_t)(s->blocks - (uint8_t *)s);
   size_t marked = mapped_granules(s);
-  if (!hm_os_remap(s, s->size, to, bytes)) {
+  /* The new entries first (a leaf may have to be mapped, and fail): the
+   * block must never be unknown to the page map. */
+  if (!hm_pagemap_set(to, to, marked) || !hm_os_remap(s, s->size, to, bytes)) {
+    hm_pagemap_clear(to, marked);
     hm_os_release(to, bytes);
     return NULL;
   }
-  hm_span *moved = to;
-  moved->blocks = (uint8_t *)moved + offset;
+  to->blocks = (uint8_t *)to + offset;
   hm_pagemap_clear(s, marked);
-  hm_pagemap_set(moved, moved, marked); /* the leaves exist: the old entries lived there */
-  return moved;
+  return to;
 }
 
 void *hm_large_resize(hm_span *s, size_t size)

@@ -11,6 +11,7 @@ enum { BG_NONE, BG_RUNNING, BG_FAILED };
 static _Atomic uint32_t bg_state;
 static _Atomic uint32_t bg_asleep; /* futex word: 1 while it sleeps with nothing to do */
 static _Atomic uint32_t bg_nap;    /* futex word it naps on between passes; stays 0 */
+static _Atomic bool idle_pending;  /* something became idle since the thread last looked */
 
 static int64_t interval_ms(void)
 {
@@ -69,9 +70,11 @@ static void *background_main(void *arg)
       hm_os_wait(&bg_nap, 0, interval_ms());
       continue;
     }
-    /* Dekker with hm_purge_note_idle: say we sleep, then look once more. */
+    /* Dekker with hm_purge_note_idle: say we sleep, then look once more.
+     * A span that became unused in a partial list shows in no bitmap yet:
+     * idle_pending says so. */
     atomic_store_explicit(&bg_asleep, 1, memory_order_seq_cst);
-    if (!has_idle())
+    if (!has_idle() && !atomic_exchange_explicit(&idle_pending, false, memory_order_seq_cst))
       hm_os_wait(&bg_asleep, 1, -1);
     atomic_store_explicit(&bg_asleep, 0, memory_order_relaxed);
   }
@@ -116,7 +119,7 @@ void hm_purge_note_idle(void)
 {
   if (atomic_load_explicit(&bg_state, memory_order_relaxed) != BG_RUNNING)
     return;
-  atomic_thread_fence(memory_order_seq_cst);
+  atomic_store_explicit(&idle_pending, true, memory_order_seq_cst);
   if (atomic_load_explicit(&bg_asleep, memory_order_relaxed) &&
       atomic_exchange_explicit(&bg_asleep, 0, memory_order_relaxed))
     hm_os_wake(&bg_asleep);
@@ -141,6 +144,19 @@ bool hm_purge_trim(void)
   release_regions(true);
   end();
   return returned_bytes() != before;
+}
+
+void hm_purge_fork_prepare(void)
+{
+  /* A pass caught half-way would leave granules held as used, or a region
+   * half-closed, in the child for good. Passes do not sleep: short wait. */
+  while (!begin())
+    hm_os_yield();
+}
+
+void hm_purge_fork_parent(void)
+{
+  end();
 }
 
 void hm_purge_fork_child(void)

@@ -22,6 +22,8 @@ void hm_purge_note_idle(void);
 bool hm_purge_at_once(void);
 /* Returns everything idle now; whether any memory was returned. */
 bool hm_purge_trim(void);
+void hm_purge_fork_prepare(void);
+void hm_purge_fork_parent(void);
 void hm_purge_fork_child(void);
 
 #endif

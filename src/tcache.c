@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "init.h"
-#include "pagemap.h"
 #include "purge.h"
 #include "stats.h"
 
@@ -22,14 +21,13 @@ static hm_tcache tcache_dead = {.kind = HM_TCACHE_DEAD};
 static hm_stack pool_free;
 static hm_tcache *_Atomic pool_chunks;
 
+/* Chunks come straight from the OS, not from a region: metadata that lives
+ * for ever must not keep a region from being released. */
 static hm_tcache *pool_grow(void)
 {
-  bool zeroed;
-  hm_tcache *chunk = hm_arena_alloc_run(hm_arena_for_node(-1), 1, &zeroed);
+  hm_tcache *chunk = hm_os_reserve(HM_GRANULE, HM_GRANULE, true);
   if (chunk == NULL)
     return NULL;
-  hm_pagemap_clear(chunk, 1); /* a freed large block may have left its header here */
-  memset(chunk, 0, HM_GRANULE);
   hm_tcache *head = atomic_load_explicit(&pool_chunks, memory_order_relaxed);
   do {
     chunk->next_chunk = head;
@@ -173,6 +171,14 @@ static hm_tcache *thread_start(void)
   hm_tls = tc;
   hm_topology_start(); /* once per process; may allocate, now through tc */
   return tc;
+}
+
+void hm_tcache_process_init(void)
+{
+  hm_tcache *tc = hm_tls;
+  hm_tls = &tcache_starting;
+  hm_process_init();
+  hm_tls = tc;
 }
 
 void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size, uint64_t *old_key)

@@ -59,6 +59,9 @@ extern HM_HIDDEN hm_tcache hm_tcache_empty;
 /* A small block from the thread cache when the fast path found none;
  * *old_key receives what the block's key word held. */
 void *hm_tcache_alloc_slow(hm_tcache *tc, size_t size, uint64_t *old_key);
+/* Starts the process (once) behind the sentinel that serves re-entrant
+ * calls from the arena, for a thread that has no cache yet. */
+void hm_tcache_process_init(void);
 /* A trim: the calling thread lets go of its unused spans at once, the
  * others at their next refill. */
 void hm_tcache_trim(hm_tcache *tc);
