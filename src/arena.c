@@ -11,11 +11,30 @@ unsigned hm_arena_count(void)
   return (unsigned)hm_topology_nodes();
 }
 
+/* Regions made before the topology was known (the process's first) were
+ * bound to no node: once it is known, they are bound to node 0, whose arena
+ * they belong to. Pages already touched stay where they are. */
+static void bind_early_regions(void)
+{
+  static _Atomic bool done;
+  if (atomic_load_explicit(&done, memory_order_relaxed) ||
+      atomic_exchange_explicit(&done, true, memory_order_relaxed))
+    return;
+  hm_rcu_enter();
+  for (hm_region *r = atomic_load_explicit(&hm_arenas[0].regions, memory_order_acquire); r;
+       r = atomic_load_explicit(&r->next, memory_order_acquire))
+    hm_topology_bind(r, HM_REGION_SIZE, 0);
+  hm_rcu_exit();
+}
+
 hm_arena *hm_arena_for_node(int node)
 {
   if (node < 0)
     node = hm_topology_current_node();
-  return &hm_arenas[(unsigned)node % hm_arena_count()];
+  unsigned count = hm_arena_count();
+  if (hm_unlikely(count > 1))
+    bind_early_regions();
+  return &hm_arenas[(unsigned)node % count];
 }
 
 static hm_region *region_new(hm_arena *a)

@@ -103,6 +103,8 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
   bool large = s->kind == HM_KIND_LARGE;
   size_t bytes = s->size;
   hm_stats_count_direct_free(hm_large_usable(s));
+  if (a != hm_arena_for_node(-1))
+    atomic_fetch_add_explicit(&a->cross_node_frees, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
                             memory_order_relaxed);

@@ -21,14 +21,15 @@ lib=$build/libhmalloc.so
 cost=$build/tests/numa/numa_alloc_cost
 [ -x "$cost" ] && [ -f "$lib" ] || { echo "build $cost and $lib first"; exit 2; }
 
-# Runs the driver with the configuration's variables, then the rest.
+# Runs the driver with the configuration's variables, on CPU 0: with two
+# nodes, a process that moves between CPUs would also move between arenas.
 run() {
   config=$1
   shift
   case $config in
-    numa-off) env HMALLOC_NUMA=0 "$@" ;;
-    default) env -u HMALLOC_NUMA "$@" ;;
-    2-node) env HWLOC_SYNTHETIC="node:2 pu:1" "$@" ;;
+    numa-off) taskset -c 0 env HMALLOC_NUMA=0 "$@" ;;
+    default) taskset -c 0 env -u HMALLOC_NUMA "$@" ;;
+    2-node) taskset -c 0 env HWLOC_SYNTHETIC="node:2 pu:1" "$@" ;;
   esac
 }
 
