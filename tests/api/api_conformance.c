@@ -109,7 +109,7 @@ static void check_calloc_size(size_t count, size_t size)
   for (size_t i = 0; i < ROUNDS; i++) {
     p[i] = a_calloc(count, size);
     check_block(p[i], count * size, "calloc");
-    CHECK(tu_all_zero(p[i], count * size), "calloc(%zu, %zu) = %p is not zeroed", count, size,
+    CHECK(all_zero(p[i], count * size), "calloc(%zu, %zu) = %p is not zeroed", count, size,
           p[i]);
     memset(p[i], 0x5A, count * size); /* dirty again for the next round */
   }
@@ -451,7 +451,7 @@ static void check_libc_aliases(void)
   m = l_realloc(m, 300 * KiB);
   CHECK(m != NULL && tu_holds(m, 100, 5), "__libc_realloc lost the data");
   void *c = l_calloc(10, 1000);
-  CHECK(c != NULL && tu_all_zero(c, 10000), "__libc_calloc block is not zeroed");
+  CHECK(c != NULL && all_zero(c, 10000), "__libc_calloc block is not zeroed");
   void *a = l_memalign(256, 100);
   CHECK(a != NULL && tu_aligned(a, 256), "__libc_memalign(256) gave %p", a);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);

@@ -36,7 +36,7 @@ static void exercise(const char *where)
   CHECK(a != NULL && hm_usable_size(a) >= 100, "%s: malloc(100) failed", where);
   tu_fill(a, 100, 1);
   char *z = calloc(50, 40);
-  CHECK(z != NULL && tu_all_zero(z, 2000), "%s: calloc(50, 40) is not zeroed", where);
+  CHECK(z != NULL && all_zero(z, 2000), "%s: calloc(50, 40) is not zeroed", where);
   a = realloc(a, 300000); /* through the large-block path too */
   CHECK(a != NULL && tu_holds(a, 100, 1), "%s: realloc lost the data", where);
   tu_fill(a, 300000, 2);

@@ -43,7 +43,7 @@ static void check_plain_names(void)
 
   char *z = calloc(100, 30);
   check_hmallocs(z, 3000, "calloc");
-  CHECK(tu_all_zero(z, 3000), "calloc block is not zeroed");
+  CHECK(all_zero(z, 3000), "calloc block is not zeroed");
   tu_fill(z, 3000, 1);
   z = realloc(z, 500000);
   check_hmallocs(z, 500000, "realloc");

@@ -3,24 +3,10 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-void tu_fail(const char *file, int line, const char *cond, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "FAIL %s:%d: %s: ", file, line, cond);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  /* _exit: exit() must not be re-entered from an atexit handler or a
-   * destructor, where some of these checks run. */
-  _exit(1);
-}
 
 /* The pattern, eight bytes at a time: a different word at every position,
  * so a block shifted by any multiple of 8 bytes does not match itself. */
@@ -41,7 +27,7 @@ void tu_fill(void *p, size_t n, uint8_t seed)
   memcpy(b + 8 * words, &tail, n % 8);
 }
 
-/* Chunks without an early exit inside, so the loops vectorise: the tests
+/* Chunks without an early exit inside, so the loop vectorises: the tests
  * check hundreds of megabytes. */
 #define CHUNK_WORDS 512
 
@@ -62,27 +48,6 @@ bool tu_holds(const void *p, size_t n, uint8_t seed)
   }
   uint64_t tail = pattern_word(words, seed);
   return memcmp(b + 8 * words, &tail, n % 8) == 0;
-}
-
-bool tu_all_zero(const void *p, size_t n)
-{
-  const uint8_t *b = p;
-  size_t words = n / 8;
-  for (size_t start = 0; start < words; start += CHUNK_WORDS) {
-    size_t end = words - start < CHUNK_WORDS ? words : start + CHUNK_WORDS;
-    uint64_t any = 0;
-    for (size_t w = start; w < end; w++) {
-      uint64_t v;
-      memcpy(&v, b + 8 * w, 8);
-      any |= v;
-    }
-    if (any != 0)
-      return false;
-  }
-  for (size_t i = 8 * words; i < n; i++)
-    if (b[i] != 0)
-      return false;
-  return true;
 }
 
 static void child_main(int write_fd, void (*body)(void *), void *arg, unsigned timeout_s)

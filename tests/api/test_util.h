@@ -8,23 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Fails the test (exit status 1) with the location, the condition and a
- * printf-style explanation. Safe in atexit handlers and destructors. */
-#define CHECK(cond, ...)                                                                         \
-  do {                                                                                           \
-    if (!(cond))                                                                                 \
-      tu_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                           \
-  } while (0)
-
-_Noreturn void tu_fail(const char *file, int line, const char *cond, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* CHECK fails the test (exit status 1) with the location, the condition and
+ * a printf-style explanation, without flushing stdout. Safe in atexit
+ * handlers and destructors. */
+#define TEST_CHECK_NO_FLUSH
+#include "test_common.h"
 
 /* Fills n bytes with a pattern that depends on the position and the seed,
  * so a block that moved, overlaps another or lost its tail is noticed. */
 void tu_fill(void *p, size_t n, uint8_t seed);
 /* Whether p holds tu_fill's pattern over n bytes. */
 bool tu_holds(const void *p, size_t n, uint8_t seed);
-bool tu_all_zero(const void *p, size_t n);
+/* Whether n bytes are zero: all_zero, from test_common.h. */
 
 /* The address is laundered: glibc declares aligned_alloc and memalign
  * with alloc_align, and GCC would otherwise fold the test to true. */

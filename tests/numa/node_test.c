@@ -28,7 +28,7 @@ int cpu_on_node(enum placement how, int node)
   for (int cpu = 0; cpu < CPU_LIMIT; cpu++)
     if (hm_topology_node_of_cpu(cpu) == node && (how == BY_FAKE_CPU || process_may_use(cpu)))
       return cpu;
-  numa_fail(__FILE__, __LINE__, "cpu_on_node", "no %s CPU on node %d of %d",
+  test_fail(__FILE__, __LINE__, "cpu_on_node", "no %s CPU on node %d of %d",
             how == BY_PINNING ? "allowed" : "known", node, hm_topology_nodes());
 }
 

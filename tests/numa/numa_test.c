@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,18 +16,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-void numa_fail(const char *file, int line, const char *cond, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "FAIL %s:%d: %s: ", file, line, cond);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  fflush(stdout);
-  _exit(1); /* not exit(): other threads may still be running */
-}
 
 int wait_child(pid_t pid, int timeout_s)
 {

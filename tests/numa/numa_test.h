@@ -1,5 +1,5 @@
-/* Helpers shared by the NUMA topology tests: assertions that say what
- * failed, scenarios run in forked children with their own environment and
+/* Helpers shared by the NUMA topology tests (assertions: test_common.h):
+ * scenarios run in forked children with their own environment and
  * a bounded wait, CPU pinning, stderr capture and /proc queries. */
 #ifndef NUMA_TEST_H
 #define NUMA_TEST_H
@@ -8,12 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Prints where and what failed, then _exit(1): safe from any thread. */
-_Noreturn __attribute__((format(printf, 4, 5))) void
-numa_fail(const char *file, int line, const char *cond, const char *fmt, ...);
-
-#define CHECK(cond, ...)                                                                     \
-  ((cond) ? (void)0 : numa_fail(__FILE__, __LINE__, #cond, __VA_ARGS__))
+/* CHECK: where and what failed, then _exit(1); safe from any thread. */
+#include "test_common.h"
 
 /* A scenario runs in a child forked from the (single-threaded, untouched)
  * test process, so each one starts the topology afresh. `env` holds up to

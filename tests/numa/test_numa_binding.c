@@ -64,7 +64,7 @@ static int cpu_of_node(int node)
     if (synthetic ? cpus[i] == node : access(path, F_OK) == 0)
       return cpus[i];
   }
-  numa_fail(__FILE__, __LINE__, "cpu_of_node", "no CPU of node %d allowed", node);
+  test_fail(__FILE__, __LINE__, "cpu_of_node", "no CPU of node %d allowed", node);
 }
 
 /* ---- allocating on a node --------------------------------------------------- */
@@ -248,7 +248,7 @@ static void reexec_synthetic(char **argv)
   setenv("HWLOC_THISSYSTEM", "1", 1);
   unsetenv("HMALLOC_NUMA");
   execv("/proc/self/exe", argv);
-  numa_fail(__FILE__, __LINE__, "execv", "cannot re-execute /proc/self/exe");
+  test_fail(__FILE__, __LINE__, "execv", "cannot re-execute /proc/self/exe");
 }
 
 static void wait_for_two_nodes(void)

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,48 +10,6 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-
-static const char *test_name;
-
-void set_test_name(const char *name)
-{
-  test_name = name;
-}
-
-/* vsnprintf into a stack buffer and one write(2): no stdio lock, no
- * allocation. */
-static void print_line(const char *kind, const char *fmt, va_list ap)
-{
-  char line[1024];
-  const char *name = test_name ? test_name : program_invocation_short_name;
-  int n = snprintf(line, sizeof line, "%s: %s", name, kind);
-  if (n < 0 || (size_t)n >= sizeof line)
-    n = 0;
-  int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  size_t len = m < 0 ? (size_t)n : (size_t)n + (size_t)m;
-  if (len > sizeof line - 2)
-    len = sizeof line - 2;
-  line[len++] = '\n';
-  ssize_t ignored = write(STDERR_FILENO, line, len);
-  (void)ignored;
-}
-
-void fail(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  print_line("FAIL: ", fmt, ap);
-  va_end(ap);
-  _exit(1);
-}
-
-void note(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  print_line("", fmt, ap);
-  va_end(ap);
-}
 
 /* Reads a /proc file into buf (NUL-terminated, truncated to cap - 1) or,
  * with a NULL buf, counts its lines; read(2) only: nothing allocates. */
@@ -209,30 +166,15 @@ void unmap_array(void *p, size_t bytes)
   CHECK(munmap(p, bytes) == 0, "munmap failed");
 }
 
-/* Byte j of a block is byte j % 8 of word base + (j / 8) * STEP. */
-#define STEP 0x9E3779B97F4A7C15ull
-
-static uint64_t base_of(const void *p, size_t size, uint64_t seed)
-{
-  struct rng r = {(uint64_t)(uintptr_t)p ^ (size * 0xC2B2AE3D27D4EB4Full) ^ seed};
-  return rng_next(&r);
-}
-
+/* Byte j of a block is byte j % 8 of word base + (j / 8) * PATTERN_STEP. */
 static uint8_t byte_at(uint64_t base, size_t j)
 {
-  return (uint8_t)((base + (j / 8) * STEP) >> (8 * (j % 8)));
+  return (uint8_t)((base + (j / 8) * PATTERN_STEP) >> (8 * (j % 8)));
 }
 
 void fill(void *p, size_t size, uint64_t seed)
 {
-  uint64_t base = base_of(p, size, seed);
-  size_t words = size / 8;
-  for (size_t i = 0; i < words; i++) {
-    uint64_t w = base + i * STEP;
-    memcpy((uint8_t *)p + i * 8, &w, 8);
-  }
-  for (size_t j = words * 8; j < size; j++)
-    ((uint8_t *)p)[j] = byte_at(base, j);
+  pattern_fill(p, size, pattern_base(p, size, seed));
 }
 
 static void verify_bytes(const void *p, size_t size, uint64_t base, size_t from, size_t to,
@@ -250,15 +192,10 @@ static void verify_bytes(const void *p, size_t size, uint64_t base, size_t from,
 static void verify_prefix(const void *p, const void *at, size_t size, size_t len, uint64_t seed,
                           const char *what)
 {
-  uint64_t base = base_of(at, size, seed);
-  size_t words = len / 8;
-  for (size_t i = 0; i < words; i++) {
-    uint64_t w;
-    memcpy(&w, (const uint8_t *)p + i * 8, 8);
-    if (w != base + i * STEP)
-      verify_bytes(p, size, base, i * 8, i * 8 + 8, what);
-  }
-  verify_bytes(p, size, base, words * 8, len, what);
+  uint64_t base = pattern_base(at, size, seed);
+  size_t bad = pattern_mismatch(p, len, base);
+  if (bad < len)
+    verify_bytes(p, size, base, bad, len, what);
 }
 
 void verify(const void *p, size_t size, uint64_t seed, const char *what)
@@ -274,25 +211,10 @@ void verify_moved(const void *p, const void *was, size_t size, size_t len, uint6
 
 void verify_ends(const void *p, size_t size, uint64_t seed, const char *what)
 {
-  uint64_t base = base_of(p, size, seed);
+  uint64_t base = pattern_base(p, size, seed);
   size_t head = size < 16 ? size : 16;
   verify_bytes(p, size, base, 0, head, what);
   verify_bytes(p, size, base, size > 16 ? size - 16 : head, size, what);
-}
-
-bool all_zero(const void *p, size_t size)
-{
-  const uint8_t *b = p;
-  for (; size > 0 && ((uintptr_t)b & 7); size--)
-    if (*b++)
-      return false;
-  for (; size >= 8; size -= 8, b += 8)
-    if (*(const uint64_t *)(const void *)b)
-      return false;
-  for (; size > 0; size--)
-    if (*b++)
-      return false;
-  return true;
 }
 
 size_t block_size_of(const struct block_set *s, size_t i)
@@ -349,17 +271,4 @@ void blocks_release_array(struct block_set *s)
   unmap_array(s->p, s->cap * sizeof *s->p);
   s->p = NULL;
   s->count = s->cap = 0;
-}
-
-void run_threads(unsigned count, void *(*fn)(void *), void *args, size_t arg_size)
-{
-  pthread_t threads[count];
-  for (unsigned i = 0; i < count; i++) {
-    int err = pthread_create(&threads[i], NULL, fn, (char *)args + i * arg_size);
-    CHECK(err == 0, "pthread_create failed: %d", err);
-  }
-  for (unsigned i = 0; i < count; i++) {
-    int err = pthread_join(threads[i], NULL);
-    CHECK(err == 0, "pthread_join failed: %d", err);
-  }
 }

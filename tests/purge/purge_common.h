@@ -20,35 +20,17 @@
 
 #include "hmalloc.h"
 
-#ifdef HM_TEST_STD_NAMES
-#include <malloc.h>
-#include <stdlib.h>
-#define t_malloc malloc
-#define t_calloc calloc
-#define t_realloc realloc
-#define t_free free
-#define t_trim() malloc_trim(0)
-#define T_NAMES "malloc"
-#else
-#define t_malloc hm_malloc
-#define t_calloc hm_calloc
-#define t_realloc hm_realloc
-#define t_free hm_free
-#define t_trim() hm_trim()
-#define T_NAMES "hm_malloc"
-#endif
+/* CHECK(cond, ...) fails through fail(); fail, note, set_test_name, the
+ * random generator, the contents pattern, all_zero and run_threads are
+ * test_common.h's. */
+#define TEST_CHECK_PLAIN
+#include "test_common.h"
+/* t_malloc, t_free, ...: the hm_ or the standard names. */
+#include "test_names.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
-
-/* The name fail() and note() print; by default the program's. */
-void set_test_name(const char *name);
-/* One line on stderr with write(2) (usable in a fork child and with a
- * broken heap), then _exit(1). */
-_Noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-#define CHECK(cond, ...) ((cond) ? (void)0 : fail(__VA_ARGS__))
 
 /* What the process holds now. */
 size_t rss_bytes(void);      /* /proc/self/statm, resident */
@@ -86,30 +68,9 @@ size_t wait_for_rss(size_t bound, int rounds);
 void *map_array(size_t bytes);
 void unmap_array(void *p, size_t bytes);
 
-/* splitmix64: the same sequence on every run. */
-struct rng {
-  uint64_t state;
-};
-
-static inline uint64_t rng_next(struct rng *r)
-{
-  uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static inline uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi)
-{
-  return lo + rng_next(r) % (hi - lo + 1);
-}
-
-/* Contents: every byte of a block of `size` bytes is a function of its
- * address, its size and a seed, so that a block handed out twice, purged
- * while in use or moved without its contents shows up. fill writes all of
- * it; verify reads all of it, verify_ends the first and last 16 bytes (for
- * blocks too many to read whole). */
+/* Contents: the pattern of test_common.h for the block's address, size and
+ * seed. fill writes all of it; verify reads all of it, verify_ends the
+ * first and last 16 bytes (for blocks too many to read whole). */
 void fill(void *p, size_t size, uint64_t seed);
 void verify(const void *p, size_t size, uint64_t seed, const char *what);
 void verify_ends(const void *p, size_t size, uint64_t seed, const char *what);
@@ -117,8 +78,6 @@ void verify_ends(const void *p, size_t size, uint64_t seed, const char *what);
  * of `size` bytes filled at `was`. */
 void verify_moved(const void *p, const void *was, size_t size, size_t len, uint64_t seed,
                   const char *what);
-/* Whether [p, p + size) is all zero bytes. */
-bool all_zero(const void *p, size_t size);
 
 /* A set of small blocks (16..256 B). Their pointers live in a mapped
  * array; block i's size and contents follow from the set's seed and i. */
@@ -141,9 +100,6 @@ void blocks_free_range(struct block_set *s, size_t from, size_t to, const char *
 void blocks_verify(const struct block_set *s, const char *what);
 /* Unmaps the pointer array. */
 void blocks_release_array(struct block_set *s);
-
-/* Runs fn(args + i * arg_size) on `count` threads and joins them. */
-void run_threads(unsigned count, void *(*fn)(void *), void *args, size_t arg_size);
 
 /* RSS after a burst is freed may not exceed this: 15% over the live data,
  * plus a fixed 32 MiB for the process itself (binary, libc, stacks, test

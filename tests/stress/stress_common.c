@@ -1,50 +1,6 @@
 #include "stress_common.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
-
-static const char *test_name = "stress";
-
-void set_test_name(const char *name)
-{
-  test_name = name;
-}
-
-/* vsnprintf into a stack buffer and one write(2): usable in a fork child
- * whose parent had threads holding the stdio locks. */
-static void print_line(const char *kind, const char *fmt, va_list ap)
-{
-  char line[1024];
-  int n = snprintf(line, sizeof line, "%s: %s", test_name, kind);
-  if (n < 0 || (size_t)n >= sizeof line)
-    n = 0;
-  int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  size_t len = m < 0 ? (size_t)n : (size_t)n + (size_t)m;
-  if (len > sizeof line - 2)
-    len = sizeof line - 2;
-  line[len++] = '\n';
-  ssize_t ignored = write(STDERR_FILENO, line, len);
-  (void)ignored;
-}
-
-void fail(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  print_line("FAIL: ", fmt, ap);
-  va_end(ap);
-  _exit(1);
-}
-
-void note(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  print_line("", fmt, ap);
-  va_end(ap);
-}
 
 size_t random_size(struct rng *r, const struct size_mix *mix)
 {
@@ -60,47 +16,16 @@ size_t random_size(struct rng *r, const struct size_mix *mix)
   return rng_range(r, 16, 1024);
 }
 
-/* The pattern: 64-bit word i of a block is base + i * STEP, with base mixed
- * from the block's address, size and tag; a last partial word keeps its
- * low-order bytes. Blocks are at least 16-aligned, so words are aligned. */
-#define PATTERN_STEP 0x9E3779B97F4A7C15ull
+/* The pattern (test_common.h) of the block's address, size and tag. Blocks
+ * are at least 16-aligned, so words are aligned. */
 typedef uint64_t __attribute__((may_alias)) pattern_word;
-
-static uint64_t pattern_base(uintptr_t addr, size_t size, uint64_t tag)
-{
-  struct rng r = {addr ^ (size * 0xC2B2AE3D27D4EB4Full) ^ tag};
-  return rng_next(&r);
-}
-
-static void pattern_fill(void *p, size_t len, uint64_t base)
-{
-  pattern_word *w = p;
-  size_t words = len / 8;
-  for (size_t i = 0; i < words; i++)
-    w[i] = base + i * PATTERN_STEP;
-  uint64_t last = base + words * PATTERN_STEP;
-  memcpy((uint8_t *)p + words * 8, &last, len % 8);
-}
-
-static size_t first_mismatch(const void *p, size_t len, uint64_t base)
-{
-  const pattern_word *w = p;
-  size_t words = len / 8;
-  for (size_t i = 0; i < words; i++)
-    if (w[i] != base + i * PATTERN_STEP)
-      return i * 8;
-  uint64_t last = base + words * PATTERN_STEP;
-  if (memcmp((const uint8_t *)p + words * 8, &last, len % 8) != 0)
-    return words * 8;
-  return len;
-}
 
 /* Fails, with the details, unless the `len` bytes at p hold the pattern of
  * the block described by `origin` (p itself after a realloc moved it). */
 static void pattern_check(const void *p, size_t len, const struct block *origin, const char *where)
 {
-  uint64_t base = pattern_base((uintptr_t)origin->p, origin->size, origin->tag);
-  size_t bad = first_mismatch(p, len, base);
+  uint64_t base = pattern_base(origin->p, origin->size, origin->tag);
+  size_t bad = pattern_mismatch(p, len, base);
   if (bad == len)
     return;
   const pattern_word *w = p;
@@ -118,7 +43,7 @@ static void pattern_check(const void *p, size_t len, const struct block *origin,
 static void block_fill(struct block *b, struct rng *r)
 {
   b->tag = rng_next(r);
-  pattern_fill(b->p, b->size, pattern_base((uintptr_t)b->p, b->size, b->tag));
+  pattern_fill(b->p, b->size, pattern_base(b->p, b->size, b->tag));
 }
 
 static void check_usable(const struct block *b, const char *where)

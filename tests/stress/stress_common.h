@@ -15,59 +15,12 @@
 
 #include "hmalloc.h"
 
-#ifdef HM_TEST_STD_NAMES
-#include <malloc.h>
-#include <stdlib.h>
-#define t_malloc malloc
-#define t_calloc calloc
-#define t_realloc realloc
-#define t_free free
-#define t_aligned_alloc aligned_alloc
-#define t_posix_memalign posix_memalign
-#define t_usable_size malloc_usable_size
-#else
-#define t_malloc hm_malloc
-#define t_calloc hm_calloc
-#define t_realloc hm_realloc
-#define t_free hm_free
-#define t_aligned_alloc hm_aligned_alloc
-#define t_posix_memalign hm_posix_memalign
-#define t_usable_size hm_usable_size
-#endif
-
-/* Prints "<test>: FAIL: <message>" with write(2) (no stdio lock, no
- * allocation: it may run in a fork child or with a broken heap) and exits 1
- * at once, without running exit handlers while other threads still run. */
-_Noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Sets the name fail() and note() print. */
-void set_test_name(const char *name);
-/* One line on stderr, for progress and measurements. */
-void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* splitmix64: small, fast, and the same sequence on every run. */
-struct rng {
-  uint64_t state;
-};
-
-static inline uint64_t rng_next(struct rng *r)
-{
-  uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n). */
-static inline uint64_t rng_below(struct rng *r, uint64_t n)
-{
-  return rng_next(r) % n;
-}
-
-/* Uniform in [lo, hi]. */
-static inline uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi)
-{
-  return lo + rng_below(r, hi - lo + 1);
-}
+/* fail, note, set_test_name, the random generator (rng_next, rng_below,
+ * rng_range) and the contents pattern are test_common.h's. */
+#define TEST_CHECK_PLAIN
+#include "test_common.h"
+/* t_malloc, t_free, ...: the hm_ or the standard names. */
+#include "test_names.h"
 
 static inline struct rng rng_seeded(uint64_t seed, uint64_t stream)
 {

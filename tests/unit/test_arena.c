@@ -325,7 +325,7 @@ static void check_concurrent_claims(void)
   memset(claimers, 0, sizeof claimers);
   for (unsigned t = 0; t < THREADS; t++)
     claimers[t].who = t + 1;
-  unit_run_threads(THREADS, claim_concurrently, claimers, sizeof claimers[0]);
+  run_threads(THREADS, claim_concurrently, claimers, sizeof claimers[0]);
   /* Everything was freed: every registered region is back to its header. */
   for (unsigned i = 0; i < MAX_REGIONS && atomic_load(&region_bases[i]); i++) {
     hm_region *r = (hm_region *)atomic_load(&region_bases[i]);

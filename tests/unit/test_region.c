@@ -470,7 +470,7 @@ static void check_race_with_purges(void)
   size_t passes = 0;
   pthread_t purger;
   CHECK(pthread_create(&purger, NULL, purge_loop, &passes) == 0, "pthread_create failed");
-  unit_run_threads(WORKERS, work, workers, sizeof workers[0]);
+  run_threads(WORKERS, work, workers, sizeof workers[0]);
   CHECK(pthread_join(purger, NULL) == 0, "pthread_join failed");
   CHECK(hm_region_is_empty(race_region), "every run freed, yet the region is not empty");
   purge(race_region, true, true);

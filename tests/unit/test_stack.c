@@ -114,7 +114,7 @@ static void check_concurrent(void)
   unsigned ids[THREADS];
   for (unsigned i = 0; i < THREADS; i++)
     ids[i] = i;
-  unit_run_threads(THREADS, churn, ids, sizeof ids[0]);
+  run_threads(THREADS, churn, ids, sizeof ids[0]);
   check_all_on_stack_once();
   printf("ok: %u threads x %u rounds of pop/push on %u nodes: none lost or duplicated\n",
          THREADS, ROUNDS_PER_THREAD, NODES);

@@ -260,7 +260,7 @@ static void check_short_threads(void)
   size_t distinct = 0;
   for (int w = 0; w < WAVES; w++) {
     hm_tcache *caches[WAVE_THREADS];
-    unit_run_threads(WAVE_THREADS, short_lived, caches, sizeof caches[0]);
+    run_threads(WAVE_THREADS, short_lived, caches, sizeof caches[0]);
     distinct = note_caches(seen, distinct, caches, WAVE_THREADS);
   }
   /* A wave holds at most one span per class per thread at once; twice

@@ -1,36 +1,18 @@
-/* Helpers shared by the unit tests: assertions that say what failed, and
- * running a function on several threads. */
+/* Helpers shared by the unit tests, besides those of every test directory
+ * (test_common.h: CHECK, FAIL, run_threads): scaled rounds, waiting for a
+ * flag, a per-thread random sequence. */
 #ifndef HM_UNIT_H
 #define HM_UNIT_H
 
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Prints where and what failed, then exits with status 1. Safe from any
- * thread: the first failure ends the process. */
-static inline _Noreturn __attribute__((format(printf, 4, 5))) void
-unit_fail(const char *file, int line, const char *cond, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "FAIL %s:%d: %s: ", file, line, cond);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  fflush(stdout);
-  _exit(1); /* not exit(): other threads may still be running */
-}
-
-/* CHECK(condition, printf-format, args...): fail with the message unless
- * the condition holds. */
-#define CHECK(cond, ...)                                                                     \
-  ((cond) ? (void)0 : unit_fail(__FILE__, __LINE__, #cond, __VA_ARGS__))
+#include "test_common.h"
 
 /* Iteration counts of the concurrent tests. Under ThreadSanitizer they run
  * some twenty times slower; fewer rounds keep them bounded, and TSan checks
@@ -40,25 +22,6 @@ unit_fail(const char *file, int line, const char *cond, const char *fmt, ...)
 #else
 #define UNIT_SCALE(n) (n)
 #endif
-
-/* Fails unconditionally, for a branch that must not be reached. */
-#define FAIL(...) unit_fail(__FILE__, __LINE__, "unreachable", __VA_ARGS__)
-
-/* Runs fn(arg_of(i)) on `count` threads and waits for them all. `args` is
- * an array of `count` elements of `arg_size` bytes, one per thread. */
-static inline void unit_run_threads(unsigned count, void *(*fn)(void *), void *args,
-                                    size_t arg_size)
-{
-  pthread_t threads[count];
-  for (unsigned i = 0; i < count; i++) {
-    int err = pthread_create(&threads[i], NULL, fn, (char *)args + i * arg_size);
-    CHECK(err == 0, "pthread_create failed: %d", err);
-  }
-  for (unsigned i = 0; i < count; i++) {
-    int err = pthread_join(threads[i], NULL);
-    CHECK(err == 0, "pthread_join failed: %d", err);
-  }
-}
 
 /* Spins until *flag reaches `value`. After a while it yields, so that a
  * waiter does not starve the thread it waits for when cores are short. */
