@@ -37,6 +37,65 @@ HM_API int hm_posix_memalign(void **out, size_t alignment, size_t size);
 /* Bytes usable at p (at least what was requested); 0 for NULL. */
 HM_API size_t hm_usable_size(const void *p);
 
+/* Private heaps, in the model of Windows' HeapCreate/HeapAlloc/HeapDestroy:
+ * per-request or per-query memory that is dropped all at once.
+ *
+ * Thread rules: a heap is allocated from (hm_heap_malloc and friends,
+ * hm_heap_visit, hm_heap_stats_get, hm_heap_reset, hm_heap_destroy) by one
+ * thread at a time; the program serialises those calls, and the heap may
+ * move between threads (a request in a thread pool). No lock is taken
+ * inside. hm_free, free and realloc accept a heap's blocks from any thread
+ * at any time while the heap lives.
+ *
+ * hm_heap_destroy and hm_heap_reset free every block of the heap at once:
+ * every pointer into the heap dangles afterwards. Freeing one of them is a
+ * misuse: while its memory is not in use again it aborts with the usual
+ * one-line message (invalid pointer / double free); once the memory serves
+ * another span it is indistinguishable from a use-after-free. Frees of the
+ * heap's blocks must have returned before destroy or reset is called.
+ *
+ * A heap argument that is not a live heap from hm_heap_create aborts with
+ * one line naming the function (`hmalloc: hm_heap_malloc(): invalid heap
+ * 0x...`); NULL gives EINVAL (NULL result) to the allocating functions and
+ * is ignored by hm_heap_destroy. */
+typedef struct hm_heap hm_heap;
+
+typedef struct hm_heap_options {
+  int node;     /* NUMA node whose memory the heap uses; -1: the creating thread's */
+  size_t limit; /* bytes of memory the heap may hold (its spans and large blocks);
+                   an allocation that would pass it fails with ENOMEM; 0: none */
+} hm_heap_options;
+
+#define HM_HEAP_OPTIONS_INIT {-1, 0}
+
+/* A new private heap; `opt` NULL: the defaults. NULL with errno EINVAL for
+ * a node out of range, ENOMEM when out of memory. */
+HM_API hm_heap *hm_heap_create(const hm_heap_options *opt);
+/* Frees every block of the heap, then the heap. NULL: nothing. */
+HM_API void hm_heap_destroy(hm_heap *heap);
+/* Frees every block of the heap and keeps it, empty, for more allocations. */
+HM_API void hm_heap_reset(hm_heap *heap);
+/* As hm_malloc and friends, from `heap`. */
+HM_API void *hm_heap_malloc(hm_heap *heap, size_t size);
+HM_API void *hm_heap_calloc(hm_heap *heap, size_t count, size_t size);
+/* The result is a block of `heap` (p itself when it is a block of the heap
+ * that fits); p may be NULL or a block of any heap; size 0 frees p. */
+HM_API void *hm_heap_realloc(hm_heap *heap, void *p, size_t size);
+HM_API void *hm_heap_aligned_alloc(hm_heap *heap, size_t alignment, size_t size);
+/* Calls fn(block, usable_size, arg) for every live block of the heap (for
+ * an over-aligned allocation, the block holding the pointer that was
+ * returned) until fn returns nonzero; returns that value, or 0. fn must not
+ * allocate from or free into `heap`. */
+HM_API int hm_heap_visit(hm_heap *heap, int (*fn)(void *block, size_t size, void *arg),
+                         void *arg);
+
+struct hm_heap_stats {
+  size_t blocks_in_use; /* live blocks */
+  size_t bytes_in_use;  /* their usable bytes */
+  size_t bytes_held;    /* memory the heap holds: its spans and large blocks */
+};
+HM_API void hm_heap_stats_get(hm_heap *heap, struct hm_heap_stats *out);
+
 /* Returns idle memory to the OS; nonzero if any was returned. */
 HM_API int hm_trim(void);
 

@@ -1,37 +1,51 @@
-/* The hm_ API: argument checks, then the thread cache for small blocks and
- * large.c for the rest. */
+/* The hm_ API: argument checks, then the heap for small blocks and large.c
+ * for the rest; private heaps' entry points. */
 #include "alloc.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "../include/hmalloc.h"
+#include "gate.h"
 #include "init.h"
 #include "large.h"
 #include "purge.h"
 
-/* Large blocks bypass the thread cache, but the process must be set up
+/* Large blocks bypass the heaps' lists, but the process must be set up
  * (configuration, fork handlers) before the first block of any kind. A
- * thread that is building its cache has done it already. */
+ * thread that is building its heap has done it already. */
 static void ensure_process_init(void)
 {
-  if (hm_tls->kind == HM_TCACHE_EMPTY)
-    hm_tcache_process_init();
+  if (hm_tls->kind == HM_HEAP_EMPTY)
+    hm_heap_process_init();
 }
 
-static void *alloc_large(size_t size, size_t align, uint64_t *old_key)
+static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
 {
   ensure_process_init();
+  hm_gate_enter();
   void *p = hm_large_alloc(size, align, old_key);
+  if (p != NULL && hm_heap_is_private(h) && !hm_heap_large_add(h, hm_pagemap_header(p))) {
+    hm_large_free(hm_pagemap_header(p), p, "hm_heap_malloc"); /* past the heap's limit */
+    errno = ENOMEM;
+    p = NULL;
+  }
+  hm_gate_exit();
   hm_purge_tick();
   return p;
 }
 
-void *hm_alloc_slow(size_t size, uint64_t *old_key)
+void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
 {
   if (size <= HM_SMALL_MAX)
-    return hm_tcache_alloc_slow(hm_tls, size, old_key);
-  return alloc_large(size, HM_MIN_ALIGN, old_key);
+    return hm_heap_alloc_slow(h, size, old_key);
+  return alloc_large(h, size, HM_MIN_ALIGN, old_key);
+}
+
+static void *alloc_in(hm_heap *h, size_t size)
+{
+  uint64_t old_key;
+  return hm_alloc_block(h, size, &old_key);
 }
 
 /* The block that `p` lies in, aborting unless hmalloc handed `p` out: the
@@ -66,11 +80,13 @@ void hm_free_slow(void *p, const char *func)
     return;
   hm_span *s = header_of(p, func);
   if (s->kind != HM_KIND_SMALL) {
+    hm_gate_enter();
     hm_large_free(s, p, func);
+    hm_gate_exit();
     hm_purge_tick();
     return;
   }
-  hm_tcache_free_block(hm_tls, s, small_block_of(s, p, func), p, func);
+  hm_heap_free_block(hm_tls, s, small_block_of(s, p, func), p, func);
 }
 
 static size_t usable_of(hm_span *s, const void *p, const char *func)
@@ -84,10 +100,10 @@ static size_t usable_of(hm_span *s, const void *p, const char *func)
   return s->block_size - (size_t)((const uint8_t *)p - (const uint8_t *)b);
 }
 
-static void *alloc_aligned(size_t align, size_t size)
+static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
 {
   if (align <= HM_MIN_ALIGN)
-    return hm_alloc_inline(size);
+    return alloc_in(h, size);
   if (size > PTRDIFF_MAX) {
     errno = ENOMEM;
     return NULL;
@@ -98,9 +114,9 @@ static void *alloc_aligned(size_t align, size_t size)
    * alignment of at most 128 the class is a multiple of that alignment: every
    * block of the class is aligned already. */
   if (align <= HM_HEADER_SIZE && hm_align_up(size, align) <= HM_SMALL_MAX)
-    return hm_alloc_inline(hm_align_up(size, align));
+    return alloc_in(h, hm_align_up(size, align));
   if (align <= 4096 && size + align <= HM_SMALL_MAX) {
-    uint8_t *b = hm_alloc_inline(size + align - HM_MIN_ALIGN);
+    uint8_t *b = alloc_in(h, size + align - HM_MIN_ALIGN);
     if (b == NULL)
       return NULL;
     hm_block *p = (hm_block *)hm_align_up((uintptr_t)b, align);
@@ -112,7 +128,7 @@ static void *alloc_aligned(size_t align, size_t size)
     return p;
   }
   uint64_t old_key;
-  return alloc_large(size, align, &old_key);
+  return alloc_large(h, size, align, &old_key);
 }
 
 void *hm_malloc(size_t size)
@@ -125,7 +141,7 @@ void hm_free(void *p)
   hm_free_inline(p);
 }
 
-void *hm_calloc(size_t count, size_t size)
+static void *calloc_in(hm_heap *h, size_t count, size_t size)
 {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) {
@@ -133,7 +149,7 @@ void *hm_calloc(size_t count, size_t size)
     return NULL;
   }
   uint64_t old_key;
-  hm_block *p = hm_alloc_block(total, &old_key);
+  hm_block *p = hm_alloc_block(h, total, &old_key);
   if (p == NULL)
     return NULL;
   /* A block carved from memory that read as zeros holds only its free-list
@@ -143,6 +159,11 @@ void *hm_calloc(size_t count, size_t size)
   else if (total <= HM_SMALL_MAX)
     p->next = NULL;
   return p;
+}
+
+void *hm_calloc(size_t count, size_t size)
+{
+  return calloc_in(hm_tls, count, size);
 }
 
 void *hm_realloc(void *p, size_t size)
@@ -159,7 +180,9 @@ void *hm_realloc(void *p, size_t size)
     /* Keep the block unless that would waste more than half of it. */
     if (size <= usable && (size >= usable / 2 || usable <= 32))
       return p;
-  } else if (size > HM_SMALL_MAX) {
+  } else if (size > HM_SMALL_MAX && hm_span_owner(s) == NULL) {
+    /* (A private heap's large block is on its heap's list, which only the
+     * heap's thread may change: it moves.) */
     void *q = hm_large_resize(s, size);
     if (q != NULL)
       return q;
@@ -210,14 +233,14 @@ void *hm_aligned_alloc(size_t alignment, size_t size)
     errno = EINVAL;
     return NULL;
   }
-  return alloc_aligned(alignment, size);
+  return alloc_aligned(hm_tls, alignment, size);
 }
 
 int hm_posix_memalign(void **out, size_t alignment, size_t size)
 {
   if (!hm_is_pow2(alignment) || alignment % sizeof(void *) != 0)
     return EINVAL;
-  void *p = alloc_aligned(alignment, size);
+  void *p = alloc_aligned(hm_tls, alignment, size);
   if (p == NULL)
     return ENOMEM;
   *out = p;
@@ -233,12 +256,12 @@ void *hm_memalign(size_t alignment, size_t size)
   }
   if (!hm_is_pow2(alignment))
     alignment = alignment < 2 ? 1 : (size_t)1 << (64 - __builtin_clzl(alignment - 1));
-  return alloc_aligned(alignment, size);
+  return alloc_aligned(hm_tls, alignment, size);
 }
 
 void *hm_valloc(size_t size)
 {
-  return alloc_aligned(hm_os_page_size(), size);
+  return alloc_aligned(hm_tls, hm_os_page_size(), size);
 }
 
 void *hm_pvalloc(size_t size)
@@ -248,7 +271,7 @@ void *hm_pvalloc(size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  return alloc_aligned(page, hm_align_up(size ? size : 1, page));
+  return alloc_aligned(hm_tls, page, hm_align_up(size ? size : 1, page));
 }
 
 size_t hm_usable_size(const void *p)
@@ -262,4 +285,124 @@ int hm_trim(void)
 {
   ensure_process_init();
   return hm_purge_trim();
+}
+
+/* ---- Private heaps ------------------------------------------------------ */
+
+static uintptr_t heap_magic(const hm_heap *h)
+{
+  return (uintptr_t)h ^ hm_free_key ^ 0x6865617068656170u;
+}
+
+/* NULL for NULL (the caller's EINVAL); aborts for anything but a live
+ * private heap. */
+static hm_heap *heap_checked(hm_heap *h, const char *func)
+{
+  if (h != NULL && (h->kind != HM_HEAP_PRIVATE || h->magic != heap_magic(h)))
+    hm_fatal(func, "invalid heap", h);
+  return h;
+}
+
+static hm_heap *heap_for_alloc(hm_heap *h, const char *func)
+{
+  if (heap_checked(h, func) == NULL)
+    errno = EINVAL;
+  return h;
+}
+
+hm_heap *hm_heap_create(const hm_heap_options *opt)
+{
+  ensure_process_init();
+  hm_heap_options o = HM_HEAP_OPTIONS_INIT;
+  if (opt != NULL)
+    o = *opt;
+  if (o.node < -1 || o.node >= (int)hm_arena_count()) {
+    errno = EINVAL;
+    return NULL;
+  }
+  hm_heap *h = hm_heap_private_new(o.node, o.limit);
+  if (h == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  h->magic = heap_magic(h);
+  return h;
+}
+
+void hm_heap_destroy(hm_heap *heap)
+{
+  if (heap_checked(heap, "hm_heap_destroy") == NULL)
+    return;
+  heap->magic = 0;
+  hm_heap_private_free(heap);
+}
+
+void hm_heap_reset(hm_heap *heap)
+{
+  if (heap_checked(heap, "hm_heap_reset") != NULL)
+    hm_heap_release_all(heap);
+}
+
+void *hm_heap_malloc(hm_heap *heap, size_t size)
+{
+  if (heap_for_alloc(heap, "hm_heap_malloc") == NULL)
+    return NULL;
+  return alloc_in(heap, size);
+}
+
+void *hm_heap_calloc(hm_heap *heap, size_t count, size_t size)
+{
+  if (heap_for_alloc(heap, "hm_heap_calloc") == NULL)
+    return NULL;
+  return calloc_in(heap, count, size);
+}
+
+void *hm_heap_aligned_alloc(hm_heap *heap, size_t alignment, size_t size)
+{
+  if (heap_for_alloc(heap, "hm_heap_aligned_alloc") == NULL)
+    return NULL;
+  if (!hm_is_pow2(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(heap, alignment, size);
+}
+
+void *hm_heap_realloc(hm_heap *heap, void *p, size_t size)
+{
+  if (heap_for_alloc(heap, "hm_heap_realloc") == NULL)
+    return NULL;
+  if (p == NULL)
+    return alloc_in(heap, size);
+  if (size == 0) {
+    hm_free_slow(p, "hm_heap_realloc");
+    return NULL;
+  }
+  hm_span *s = header_of(p, "hm_heap_realloc");
+  size_t usable = usable_of(s, p, "hm_heap_realloc");
+  /* Keep a block of the heap unless that would waste more than half of it. */
+  if (hm_span_owner(s) == heap && size <= usable && (size >= usable / 2 || usable <= 32))
+    return p;
+  void *q = alloc_in(heap, size);
+  if (q == NULL)
+    return NULL;
+  memcpy(q, p, usable < size ? usable : size);
+  hm_free_slow(p, "hm_heap_realloc");
+  return q;
+}
+
+int hm_heap_visit(hm_heap *heap, int (*fn)(void *block, size_t size, void *arg), void *arg)
+{
+  if (heap_checked(heap, "hm_heap_visit") == NULL || fn == NULL)
+    return 0;
+  return hm_heap_walk(heap, fn, arg);
+}
+
+void hm_heap_stats_get(hm_heap *heap, struct hm_heap_stats *out)
+{
+  *out = (struct hm_heap_stats){0};
+  if (heap_checked(heap, "hm_heap_stats_get") == NULL)
+    return;
+  hm_heap_stats_of(heap, &out->blocks_in_use, &out->bytes_in_use);
+  out->bytes_held = heap->held;
 }

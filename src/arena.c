@@ -81,13 +81,23 @@ void hm_arena_give_back(hm_span *s)
   hm_arena_free_run(s, s->granules);
 }
 
-/* Pops every partial span of every class, gives the unused ones back and
+void hm_arena_push_empty(hm_span *s)
+{
+  hm_span_format(s, s->cls, false);
+  atomic_store_explicit(&s->state, HM_SPAN_EMPTY, memory_order_relaxed);
+  hm_stack_push(&s->arena->empty[s->cls].stack, &s->link);
+  hm_purge_note_idle();
+}
+
+/* Gives back every empty span, and every partial span that became unused;
  * pushes the others again. Returns whether anything was given back. */
 static bool reclaim_unused(hm_arena *a)
 {
   bool any = false;
   hm_rcu_enter();
   for (unsigned c = 0; c < HM_CLASSES; c++) {
+    for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->empty[c].stack)) != NULL; any = true)
+      hm_arena_give_back(s);
     hm_link *keep = NULL;
     for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->partial[c].stack)) != NULL;) {
       if (hm_span_is_unused(s)) {
@@ -181,10 +191,12 @@ static hm_span *span_new(hm_arena *a, unsigned cls)
   return s;
 }
 
-hm_span *hm_arena_take_span(hm_arena *a, unsigned cls)
+hm_span *hm_arena_take_span(hm_arena *a, unsigned cls, bool partial)
 {
   hm_rcu_enter();
-  hm_span *s = (hm_span *)hm_stack_pop(&a->partial[cls].stack);
+  hm_span *s = (hm_span *)hm_stack_pop(&a->empty[cls].stack);
+  if (s == NULL && partial)
+    s = (hm_span *)hm_stack_pop(&a->partial[cls].stack);
   hm_rcu_exit();
   return s != NULL ? s : span_new(a, cls);
 }
@@ -205,6 +217,9 @@ size_t hm_arena_purge(hm_arena *a, bool all, bool now)
 bool hm_arena_has_idle(hm_arena *a)
 {
   bool idle = false;
+  for (unsigned c = 0; c < HM_CLASSES && !idle; c++)
+    idle = hm_stack_node(atomic_load_explicit(&a->empty[c].stack.head, memory_order_relaxed)) !=
+           NULL;
   hm_rcu_enter();
   for (hm_region *r = first_region(a); r && !idle; r = next_region(r))
     for (size_t w = 0; w < HM_REGION_WORDS && !idle; w++)

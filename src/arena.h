@@ -1,11 +1,13 @@
 /* A central arena, one per NUMA node: the regions it reserved from the OS
- * (bound to its node), and lock-free stacks of the partial spans of each
- * class that no thread owns.
+ * (bound to its node), and per class lock-free stacks of the partial spans
+ * no heap owns and of empty spans.
  *
- * Free memory has one home: the granule bitmaps of the regions. A span
- * whose blocks are all free goes back there (a bitmap is as lock-free as a
- * stack of empty spans, and one home makes purging and releasing regions a
- * walk over the bitmaps). */
+ * Free memory's long-term home is the granule bitmaps of the regions, which
+ * purging and releasing regions walk. An empty span waits on its class's
+ * empty stack until the next purge pass gives it back there: a heap that
+ * empties spans and forms them again soon after (per-request private heaps,
+ * a thread's batch of frees) reuses them without the bitmap claim and the
+ * page-map writes, and the memory still leaves by the purge policy. */
 #ifndef HM_ARENA_H
 #define HM_ARENA_H
 
@@ -23,6 +25,7 @@ typedef struct hm_arena {
    * and unmapped after an RCU grace period. */
   hm_region *_Atomic regions;
   hm_padded_stack partial[HM_CLASSES];
+  hm_padded_stack empty[HM_CLASSES];
   /* Statistics, updated on slow paths only. */
   _Atomic size_t regions_live, regions_released;
   _Atomic size_t spans_formed;
@@ -53,10 +56,12 @@ void hm_arena_free_run(void *run, size_t count);
 bool hm_arena_grow_run(void *run, size_t count, size_t new_count);
 void hm_arena_shrink_run(void *run, size_t count, size_t new_count);
 
-/* An exclusively held span of class `cls`: a partial one, or a new one.
- * NULL when memory is exhausted. */
-hm_span *hm_arena_take_span(hm_arena *a, unsigned cls);
+/* An exclusively held span of class `cls`: a partial one (if `partial`),
+ * or a new one. NULL when memory is exhausted. */
+hm_span *hm_arena_take_span(hm_arena *a, unsigned cls, bool partial);
 void hm_arena_push_partial(hm_span *s);
+/* An unused span, held by the caller: onto its class's empty stack. */
+void hm_arena_push_empty(hm_span *s);
 /* Gives the granules of an unused span back to its region. */
 void hm_arena_give_back(hm_span *s);
 

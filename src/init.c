@@ -4,7 +4,8 @@
 #include "purge.h"
 #include "rcu.h"
 #include "size_class.h"
-#include "tcache.h"
+#include "gate.h"
+#include "heap.h"
 #include "topology.h"
 
 uint64_t hm_free_key;
@@ -13,14 +14,16 @@ uint64_t hm_zero_key;
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static _Atomic int init_state;
 
-/* Nothing of hmalloc's to lock: every shared structure is lock-free, so a
- * fork child sees each one in a consistent state. Start-up must not be
- * caught half-way, and liburcu quiesces its own state. */
+/* Every shared structure is lock-free, so a fork child sees each one in a
+ * consistent state; but a span between two owners would be in no list in
+ * the child, so the fork gate waits for the threads moving spans. Start-up
+ * must not be caught half-way, and liburcu quiesces its own state. */
 static void fork_prepare(void)
 {
   hm_topology_fork_prepare(); /* first: it may wait for a dlopen to finish */
   while (atomic_load_explicit(&init_state, memory_order_acquire) == INIT_RUNNING)
     hm_cpu_pause();
+  hm_gate_fork_prepare(); /* no thread half-way through moving a span */
   hm_purge_fork_prepare();
   hm_os_rcu_fork_prepare();
 }
@@ -29,6 +32,7 @@ static void fork_parent(void)
 {
   hm_os_rcu_fork_parent();
   hm_purge_fork_parent();
+  hm_gate_fork_parent();
   hm_topology_fork_parent();
 }
 
@@ -37,7 +41,8 @@ static void fork_child(void)
   hm_rcu_fork_child();
   hm_topology_fork_child();
   hm_purge_fork_child();
-  hm_tcache_fork_child();
+  hm_gate_fork_child(); /* open before the heaps below pass it */
+  hm_heap_fork_child();
 }
 
 void hm_process_init(void)
@@ -58,7 +63,7 @@ void hm_process_init(void)
   hm_zero_key = hm_free_key ^ 0x5a5a5a5a5a5a5a5aull;
   hm_size_class_init();
   hm_config_read();
-  hm_os_thread_exit_init(hm_tcache_thread_exit);
+  hm_os_thread_exit_init(hm_heap_thread_exit);
   hm_os_atfork(fork_prepare, fork_parent, fork_child);
   atomic_store_explicit(&init_state, INIT_DONE, memory_order_release);
 }

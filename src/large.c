@@ -4,6 +4,7 @@
 
 #include "arena.h"
 #include "pagemap.h"
+#include "heap.h"
 #include "stats.h"
 
 static size_t granules_for(size_t bytes)
@@ -21,6 +22,23 @@ static size_t mapped_granules(const hm_span *s)
   return (size_t)((uintptr_t)s->blocks - (uintptr_t)s) / HM_GRANULE + 1;
 }
 
+/* The arena's counters of large and huge blocks in use, by `sign` blocks. */
+static void count_live(hm_span *s, int sign)
+{
+  hm_arena *a = s->arena;
+  bool large = s->kind == HM_KIND_LARGE;
+  size_t bytes = s->size;
+  if (sign > 0) {
+    atomic_fetch_add_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
+                              memory_order_relaxed);
+  } else {
+    atomic_fetch_sub_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
+                              memory_order_relaxed);
+  }
+}
+
 static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t align)
 {
   s->kind = kind;
@@ -28,16 +46,13 @@ static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t 
   s->size = bytes;
   s->granules = (uint32_t)granules_for(bytes);
   s->blocks = (uint8_t *)hm_align_up((uintptr_t)s + HM_HEADER_SIZE, align);
-  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   atomic_store_explicit(&s->state, HM_SPAN_LIVE, memory_order_relaxed);
   if (!hm_pagemap_set(s, s, mapped_granules(s))) {
     hm_pagemap_clear(s, mapped_granules(s)); /* what was set before a leaf failed */
     return NULL;
   }
-  bool large = kind == HM_KIND_LARGE;
-  atomic_fetch_add_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
-                            memory_order_relaxed);
+  count_live(s, 1);
   hm_stats_count_direct(hm_large_usable(s));
   return s->blocks;
 }
@@ -99,16 +114,20 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
   uint32_t expected = HM_SPAN_LIVE;
   if (!atomic_compare_exchange_strong(&s->state, &expected, HM_SPAN_FREED))
     hm_fatal(func, "double free", p);
-  hm_arena *a = s->arena;
-  bool large = s->kind == HM_KIND_LARGE;
-  size_t bytes = s->size;
   hm_stats_count_direct_free(hm_large_usable(s));
-  if (a != hm_arena_for_node(-1))
-    atomic_fetch_add_explicit(&a->cross_node_frees, 1, memory_order_relaxed);
-  atomic_fetch_sub_explicit(large ? &a->large_live : &a->huge_live, 1, memory_order_relaxed);
-  atomic_fetch_sub_explicit(large ? &a->large_bytes : &a->huge_bytes, bytes,
-                            memory_order_relaxed);
-  if (large) {
+  if (s->arena != hm_arena_for_node(-1))
+    atomic_fetch_add_explicit(&s->arena->cross_node_frees, 1, memory_order_relaxed);
+  count_live(s, -1);
+  struct hm_heap *owner = hm_span_owner(s);
+  if (owner != NULL)
+    hm_heap_large_freed(owner, s); /* its heap lists it: the heap gives it back */
+  else
+    hm_large_release(s);
+}
+
+void hm_large_release(hm_span *s)
+{
+  if (s->kind == HM_KIND_LARGE) {
     /* The first granule keeps pointing to the header, now FREED (or zeros
      * once purged), so a second free says "double free" until the granule
      * is reused. */
@@ -116,8 +135,17 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
     hm_arena_free_run(s, s->granules);
   } else {
     hm_pagemap_clear(s, mapped_granules(s));
-    hm_os_release(s, bytes);
+    hm_os_release(s, s->size);
   }
+}
+
+void hm_large_drop(hm_span *s)
+{
+  /* FREED first: a later free of the block, while its granule is not
+   * reused, then says "double free". */
+  if (atomic_exchange_explicit(&s->state, HM_SPAN_FREED, memory_order_relaxed) == HM_SPAN_LIVE)
+    count_live(s, -1);
+  hm_large_release(s);
 }
 
 /* A huge mapping moves to a new aligned reservation with its pages, not

@@ -11,7 +11,13 @@
 /* `align` is a power of two, at least HM_MIN_ALIGN. *old_key is
  * hm_zero_key when the block reads as zeros. */
 void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key);
+/* Checks and frees a large or huge block; a private heap's goes on its
+ * heap's large-free list, the others back to the arena or the OS. */
 void hm_large_free(hm_span *s, const void *p, const char *func);
+/* Gives a freed block's memory back. */
+void hm_large_release(hm_span *s);
+/* Gives a block's memory back, freed or not (a private heap's reset). */
+void hm_large_drop(hm_span *s);
 size_t hm_large_usable(const hm_span *s);
 /* Resizes the block in place, or moves a huge one without copying; returns
  * the user pointer, or NULL if the block must be copied. */

@@ -2,7 +2,7 @@
 
 #include "arena.h"
 #include "config.h"
-#include "tcache.h"
+#include "heap.h"
 
 static _Atomic bool purging; /* one purging thread at a time; others skip */
 static _Atomic int64_t next_pass_ms;
@@ -137,7 +137,7 @@ static size_t returned_bytes(void)
 bool hm_purge_trim(void)
 {
   size_t before = returned_bytes();
-  hm_tcache_trim(hm_tls);
+  hm_heap_trim();
   while (!begin())
     hm_os_yield();
   pass(true, true);

@@ -1,12 +1,12 @@
 #include "rcu.h"
 
-#include "tcache.h"
+#include "heap.h"
 
 static _Atomic size_t late_readers;
 
 static bool is_late(void)
 {
-  return hm_tls->kind == HM_TCACHE_DEAD;
+  return hm_tls->kind == HM_HEAP_DEAD;
 }
 
 void hm_rcu_enter(void)

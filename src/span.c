@@ -1,53 +1,61 @@
 #include "span.h"
 
-#include <stddef.h>
-
 #include "arena.h"
+#include "gate.h"
+#include "heap.h"
 #include "purge.h"
-#include "tcache.h"
 
 void hm_span_format(hm_span *s, unsigned cls, bool zeroed)
 {
   s->zeroed = zeroed;
+  s->gradual = false;
   uint32_t size = hm_class_size[cls];
   s->cls = (uint16_t)cls;
   s->block_size = size;
   s->divisor = hm_span_divisor(size);
   s->capacity = hm_class_capacity(cls);
-  s->bin = (uint32_t)(offsetof(hm_tcache, bins) + cls * sizeof(hm_bin));
   s->blocks = (uint8_t *)s + HM_HEADER_SIZE;
   atomic_store_explicit(&s->carved, 0, memory_order_relaxed);
   s->local_free = NULL;
+  hm_span_set_used(s, 0);
+  s->queue = HM_Q_NONE;
+  s->notify = HM_NOTIFY_NONE;
+  s->qnext = s->qprev = NULL;
   atomic_store_explicit(&s->aligned, 0, memory_order_relaxed);
-  atomic_store_explicit(&s->local_count, 0, memory_order_relaxed);
   atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
-  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
 }
 
 /* Carves about a page worth of never-used blocks: touching the whole span at
- * once would make a span's worth of memory resident for one block. Every
- * key word is written: stale bytes of an earlier use must not pass for
- * hm_zero_key. */
+ * once would make a span's worth of memory resident for one block. A
+ * gradual span starts with 4 blocks and doubles: a per-request heap uses a
+ * few blocks of many classes, and writing a page of free-list links for
+ * each would cost it more than its allocations. Every key word is written:
+ * stale bytes of an earlier use must not pass for hm_zero_key. */
 static hm_block *span_carve(hm_span *s)
 {
   size_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed);
-  size_t left = s->capacity - carved / s->block_size;
+  uint32_t carved_blocks = hm_span_carved_blocks(s);
+  uint32_t left = s->capacity - carved_blocks;
   if (left == 0)
     return NULL;
-  size_t n = 4096 / s->block_size;
+  uint32_t n = 4096 / s->block_size;
   if (n == 0)
     n = 1;
+  if (s->gradual && n > 4 && carved_blocks < n)
+    n = carved_blocks > 4 ? carved_blocks : 4;
   if (n > left)
     n = left;
   uint8_t *block = s->blocks + carved;
   hm_block *first = (hm_block *)block;
   uint64_t key = s->zeroed ? hm_zero_key : 0;
-  for (size_t i = 0; i < n; i++, block += s->block_size) {
+  for (uint32_t i = 0; i < n; i++, block += s->block_size) {
     ((hm_block *)block)->next = i + 1 < n ? (hm_block *)(block + s->block_size) : NULL;
     ((hm_block *)block)->key = key;
   }
-  atomic_store_explicit(&s->carved, carved + n * s->block_size, memory_order_relaxed);
+  atomic_store_explicit(&s->carved, carved + (size_t)n * s->block_size, memory_order_relaxed);
+  hm_span_set_used(s, hm_span_used(s) + n);
   return first;
 }
 
@@ -56,101 +64,145 @@ hm_block *hm_span_collect(hm_span *s)
   hm_block *list = s->local_free;
   if (list != NULL) {
     s->local_free = NULL;
-    atomic_store_explicit(&s->local_count, 0, memory_order_relaxed);
+    hm_span_set_used(s, hm_span_carved_blocks(s));
     return list;
   }
   /* Reuse before carving: it keeps the resident set small. */
-  if (atomic_load_explicit(&s->remote, memory_order_relaxed) != 0)
-    return hm_remote_list(atomic_exchange_explicit(&s->remote, 0, memory_order_acquire));
-  return span_carve(s);
+  list = hm_span_take_remote(s);
+  return list != NULL ? list : span_carve(s);
 }
 
-static uint32_t list_length(const hm_block *list)
+hm_block *hm_span_take_remote(hm_span *s)
 {
-  uint32_t n = 0;
-  for (; list != NULL; list = list->next)
+  if (hm_remote_list(atomic_load_explicit(&s->remote, memory_order_relaxed)) == NULL)
+    return NULL;
+  uint64_t head = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
+  if (head & HM_REMOTE_NOTIFY)
+    s->notify = HM_NOTIFY_NONE; /* we took the flag off: nobody will deliver */
+  else if (s->notify == HM_NOTIFY_ARMED)
+    s->notify = HM_NOTIFY_PENDING; /* a freer took it: a delivery is coming */
+  return hm_remote_list(head);
+}
+
+void hm_span_put_back(hm_span *s, hm_block *list)
+{
+  if (list == NULL)
+    return;
+  uint32_t n = 1;
+  hm_block *tail = list;
+  for (; tail->next != NULL; tail = tail->next)
     n++;
-  return n;
+  tail->next = s->local_free;
+  s->local_free = list;
+  hm_span_set_used(s, hm_span_used(s) - n);
 }
 
-static bool unused_with(const hm_span *s, size_t local, uint64_t remote)
+void hm_span_release(hm_span *s, hm_block *list)
 {
-  size_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed) / s->block_size;
-  return carved == local + hm_remote_count(remote);
+  hm_span_put_back(s, list);
+  if (hm_span_is_unused(s))
+    hm_arena_push_empty(s);
+  else
+    hm_span_to_arena(s);
 }
 
 bool hm_span_is_unused(const hm_span *s)
 {
-  return unused_with(s, atomic_load_explicit(&s->local_count, memory_order_relaxed),
-                     atomic_load_explicit(&s->remote, memory_order_acquire));
+  return hm_span_used(s) == hm_span_remote_count(s);
 }
 
-bool hm_span_owner_unused(const hm_span *s, const hm_block *free_list)
+bool hm_span_arm(hm_span *s)
 {
-  return unused_with(s, list_length(free_list),
-                     atomic_load_explicit(&s->remote, memory_order_acquire));
+  uint64_t empty = 0;
+  if (!atomic_compare_exchange_strong_explicit(&s->remote, &empty, HM_REMOTE_NOTIFY,
+                                               memory_order_release, memory_order_relaxed))
+    return false;
+  s->notify = HM_NOTIFY_ARMED;
+  return true;
 }
 
-void hm_span_release(hm_span *s, hm_block *free_list)
+bool hm_span_disarm(hm_span *s)
 {
-  s->local_free = free_list;
-  atomic_store_explicit(&s->local_count, list_length(free_list), memory_order_relaxed);
-  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-  if (hm_span_is_unused(s)) {
-    hm_arena_give_back(s);
-  } else if (free_list != NULL ||
-             atomic_load_explicit(&s->carved, memory_order_relaxed) <
-                 (size_t)s->capacity * s->block_size) {
-    atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
-    hm_arena_push_partial(s);
-  } else {
-    hm_span_detach(s, false);
+  if (s->notify == HM_NOTIFY_ARMED) {
+    uint64_t head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+    while (head & HM_REMOTE_NOTIFY)
+      if (atomic_compare_exchange_weak_explicit(&s->remote, &head, head & ~(uint64_t)HM_REMOTE_NOTIFY,
+                                                memory_order_acquire, memory_order_relaxed)) {
+        s->notify = HM_NOTIFY_NONE;
+        return true;
+      }
+    s->notify = HM_NOTIFY_PENDING;
+  }
+  return s->notify == HM_NOTIFY_NONE;
+}
+
+void hm_span_to_arena(hm_span *s)
+{
+  s->queue = HM_Q_NONE;
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  uint32_t free_blocks = s->capacity - hm_span_used(s);
+  uint64_t head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+  for (;;) {
+    if (free_blocks + hm_remote_count(head) >= hm_span_wake_count(s)) {
+      atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
+      hm_arena_push_partial(s);
+      return;
+    }
+    /* Too full to lend: the remote free that makes it worth it lists it.
+     * The release orders the owner's store before the freer reads it. */
+    atomic_store_explicit(&s->state, HM_SPAN_DETACHED, memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(&s->remote, &head, head | HM_REMOTE_NOTIFY,
+                                              memory_order_release, memory_order_relaxed))
+      return;
   }
 }
 
-bool hm_span_detach(hm_span *s, bool keep_if_freed)
+/* The freer took the notification off: the span goes where its owner
+ * (a heap, or the arena for a detached span) will look. */
+static void span_deliver(hm_span *s)
 {
-  atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-  /* The detached mark goes in the remote word, so that it and a remote free
-   * are ordered by the word itself: the mark lands only on an empty list,
-   * and the freer whose CAS removes it takes the span over. */
-  atomic_store_explicit(&s->state, HM_SPAN_DETACHED, memory_order_relaxed);
-  uint64_t empty = 0;
-  if (atomic_compare_exchange_strong_explicit(&s->remote, &empty, HM_REMOTE_DETACHED,
-                                              memory_order_release, memory_order_relaxed))
-    return false;
-  /* Blocks came back meanwhile: the span is not full any more. */
-  atomic_store_explicit(&s->state, keep_if_freed ? HM_SPAN_OWNED : HM_SPAN_LISTED,
-                        memory_order_relaxed);
-  if (keep_if_freed)
-    return true;
+  hm_heap *owner = hm_span_owner(s);
+  if (owner != NULL) {
+    hm_heap_deliver(owner, s);
+    return;
+  }
+  atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
   hm_arena_push_partial(s);
-  return false;
 }
 
 void hm_span_free_remote(hm_span *s, hm_block *b)
 {
   /* `b` is in use, so the span cannot go away yet: read what the end needs. */
-  size_t local = atomic_load_explicit(&s->local_count, memory_order_relaxed);
-  size_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed) / s->block_size;
+  uint32_t wake = hm_span_wake_count(s);
+  bool arena_owned = atomic_load_explicit(&s->owner, memory_order_relaxed) == 0;
+  uint32_t used = arena_owned ? hm_span_used(s) : 0;
   b->key = hm_free_key;
   uint64_t head = atomic_load_explicit(&s->remote, memory_order_relaxed);
   uint64_t next;
-  do {
+  bool deliver, gated = false;
+  for (;;) {
+    uint32_t count = hm_remote_count(head) + 1;
+    deliver = (head & HM_REMOTE_NOTIFY) && count >= wake;
+    /* A fork must not catch the span between this CAS and its delivery:
+     * it would be in no list in the child. */
+    if (deliver && !gated) {
+      hm_gate_enter();
+      gated = true;
+    }
     b->next = hm_remote_list(head);
-    next = (uint64_t)(hm_remote_count(head) + 1) << HM_REMOTE_COUNT_SHIFT | (uintptr_t)b;
-  } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, next, memory_order_acq_rel,
-                                                  memory_order_relaxed));
-  if (head & HM_REMOTE_DETACHED) {
-    /* We took the detached mark off: the span is ours to list, and nobody
-     * else can reach it until it is. */
-    atomic_store_explicit(&s->state, HM_SPAN_LISTED, memory_order_relaxed);
-    hm_arena_push_partial(s);
-    return;
+    next = (uint64_t)count << HM_REMOTE_COUNT_SHIFT | (uintptr_t)b |
+           (deliver ? 0 : head & HM_REMOTE_NOTIFY);
+    if (atomic_compare_exchange_weak_explicit(&s->remote, &head, next, memory_order_acq_rel,
+                                              memory_order_relaxed))
+      break;
   }
+  if (deliver)
+    span_deliver(s);
+  if (gated)
+    hm_gate_exit();
   /* From here on the span may be unused, given back and reused by another
    * thread: it is not touched again. */
-  if (carved == local + hm_remote_count(next))
+  if (!deliver && arena_owned && used == hm_remote_count(next))
     hm_purge_note_idle(); /* in a partial list: the next pass gives it back */
 }
 

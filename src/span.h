@@ -2,41 +2,64 @@
  * header at its start. Large runs and huge mappings carry the same header
  * (kind LARGE / HUGE) so that free finds any block through the page map.
  *
- * Ownership (DESIGN.md invariant 2): a span belongs to one thread cache
- * (state OWNED, `owner` set), to an arena list (LISTED or EMPTY), or to
- * nobody (DETACHED: it was full when its owner let it go). Only the owner
- * touches the local free list. Any thread pushes on `remote`; the thread that
- * pushes the first block on a DETACHED span moves it to the arena's partial
- * list, so no span is ever lost. A span whose blocks are all free goes back
- * to its region. */
+ * Ownership (DESIGN.md invariant 2): a span belongs to one heap (`owner`),
+ * or to its arena (`owner` 0): on the arena's partial stack, or detached
+ * (in no list, waiting for remote frees). Only the owner touches the local
+ * free list, `used` and the queue fields, with plain loads and stores. Any
+ * thread pushes on the remote list with one CAS.
+ *
+ * Parking (invariant 4): a full span leaves its heap's allocation path and
+ * is parked: the owner sets HM_REMOTE_NOTIFY in the empty remote word. The
+ * remote free whose CAS brings the list to hm_span_wake_count() blocks takes
+ * the flag off in that same CAS and delivers the span: to its heap's inbox,
+ * or, for a detached span, to the arena's partial stack. So a parked span
+ * costs its owner nothing until it is worth using again, and the arena
+ * lends a span to another heap only once an eighth of it is free. */
 #ifndef HM_SPAN_H
 #define HM_SPAN_H
 
 #include "stack.h"
 
-struct hm_tcache;
+struct hm_heap;
 struct hm_arena;
 
 enum hm_span_kind { HM_KIND_SMALL = 1, HM_KIND_LARGE, HM_KIND_HUGE };
 enum hm_span_state {
-  HM_SPAN_OWNED = 1,
-  HM_SPAN_LISTED,
-  HM_SPAN_DETACHED,
-  HM_SPAN_LIVE, /* a large or huge block in use */
-  HM_SPAN_FREED /* a large or huge block freed */
+  HM_SPAN_OWNED = 1, /* by a heap */
+  HM_SPAN_LISTED,    /* on an arena partial stack */
+  HM_SPAN_DETACHED,  /* the arena's, parked until remote frees make it worth listing */
+  HM_SPAN_EMPTY,     /* on an arena empty stack */
+  HM_SPAN_LIVE,      /* a large or huge block in use */
+  HM_SPAN_FREED      /* a large or huge block freed */
 };
 
+/* Where a span is in its owning heap (owner-only). */
+enum hm_span_queue { HM_Q_NONE, HM_Q_ACTIVE, HM_Q_PARTIAL, HM_Q_FULL, HM_Q_PENDING };
+/* The owner's view of the span's notification (owner-only): ARMED, the
+ * owner set HM_REMOTE_NOTIFY; PENDING, a freer took the flag off and the
+ * span is on its way to (or in) the inbox. A span leaves its heap only with
+ * NONE, so it is never delivered to a heap that no longer owns it. */
+enum hm_span_notify { HM_NOTIFY_NONE, HM_NOTIFY_ARMED, HM_NOTIFY_PENDING };
+
+/* In `owner`, beside the heap: the span is parked (or waits in the heap's
+ * pending list), so the owner's fast-path compare fails and a free by the
+ * owner takes the slow path that brings the span back into use. */
+#define HM_OWNER_PARKED ((uintptr_t)1)
+
 typedef struct hm_span {
-  /* First cache line: what free reads. */
-  hm_link link; /* on an arena stack; must stay first */
-  struct hm_tcache *_Atomic owner;
+  /* First cache line: what free reads and the owner writes. */
+  hm_link link; /* on an arena stack, a heap's inbox or large-free list; first */
+  _Atomic uintptr_t owner; /* heap | HM_OWNER_PARKED, or 0: the arena */
   uint8_t *blocks; /* first block (small) or the user pointer (large/huge) */
   _Atomic size_t carved; /* bytes from `blocks` handed out at least once */
   uint64_t divisor;      /* 2^64 / block_size, rounded up: see hm_span_is_block */
-  hm_block *local_free;  /* free blocks while nobody owns the span */
+  hm_block *local_free;  /* blocks the owner freed */
+  /* Carved blocks not on local_free (the remote list's included, and for
+   * the heap's active span those on its allocation list): the owner's free
+   * that takes it to 0 finds the span unused without a walk. */
+  uint32_t used;
   uint32_t block_size;
-  uint32_t capacity;     /* blocks in the span */
-  uint32_t bin;          /* byte offset of the class's bin in a thread cache */
+  uint32_t capacity; /* blocks in the span */
   uint16_t cls;
   uint8_t kind;
   _Atomic uint8_t aligned; /* has handed out interior (over-aligned) pointers */
@@ -44,11 +67,14 @@ typedef struct hm_span {
   /* Second cache line: what other threads write, and slow-path fields. */
   /* The remote-free list: the first block's address, with the number of
    * blocks on the list in the top 16 bits, so that one CAS both pushes and
-   * counts (a span has at most 4088 blocks). */
+   * counts (a span has at most 4088 blocks), and HM_REMOTE_NOTIFY. */
   _Atomic uint64_t remote __attribute__((aligned(HM_CACHE_LINE)));
-  _Atomic uint32_t state; /* for inspection; the remote word decides */
-  _Atomic uint32_t local_count; /* blocks on local_free */
+  _Atomic uint32_t state; /* for inspection and large blocks */
+  uint8_t queue;          /* enum hm_span_queue */
+  uint8_t notify;         /* enum hm_span_notify */
   bool zeroed; /* the span's memory read as zeros when it was formed */
+  bool gradual; /* carve 4 blocks first, doubling (a private heap's span) */
+  struct hm_span *qnext, *qprev; /* the owner's queue (circular), or its large list */
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
   uint32_t granules;
@@ -68,15 +94,57 @@ static inline uint64_t hm_span_divisor(uint32_t size)
 static inline bool hm_span_is_block(const hm_span *s, const void *p)
 {
   uint64_t off = (uint64_t)((const uint8_t *)p - s->blocks);
-  return off < atomic_load_explicit(&s->carved, memory_order_relaxed) &&
-         off * s->divisor < s->divisor;
+  return off < hm_fast_load(&s->carved) && off * s->divisor < s->divisor;
 }
 
+/* Blocks carved so far (Lemire's division by the block size: exact below
+ * 2^32). */
+static inline uint32_t hm_span_carved_blocks(const hm_span *s)
+{
+  size_t bytes = atomic_load_explicit(&s->carved, memory_order_relaxed);
+  return (uint32_t)(((unsigned __int128)bytes * s->divisor) >> 64);
+}
+
+/* Remote frees that wake a parked span: an eighth of it, so a span goes
+ * back into use (or to another heap) in batches, never a block at a time. */
+static inline uint32_t hm_span_wake_count(const hm_span *s)
+{
+  return s->capacity / 8 > 1 ? s->capacity / 8 : 1;
+}
+
+/* `used` is the owner's; statistics and remote frees of arena-owned spans
+ * read it too. ThreadSanitizer builds make the accesses atomic (relaxed);
+ * elsewhere a plain decrement is one instruction on the free fast path. */
+static inline uint32_t hm_span_used(const hm_span *s)
+{
+  return __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+}
+
+static inline void hm_span_set_used(hm_span *s, uint32_t used)
+{
+  __atomic_store_n(&s->used, used, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t hm_span_dec_used(hm_span *s)
+{
+#ifdef __SANITIZE_THREAD__
+  uint32_t used = hm_span_used(s) - 1;
+  hm_span_set_used(s, used);
+  return used;
+#else
+  return --s->used;
+#endif
+}
+
+/* The most blocks a span holds (16-byte blocks in one granule): the remote
+ * count's 16 bits hold it. */
+#define HM_SPAN_MAX_BLOCKS 4096
+
 #define HM_REMOTE_COUNT_SHIFT 48
-/* In the remote word of an empty list: the span was full when its owner let
- * it go; the first remote free takes it over and lists it. (Blocks are
- * 16-aligned: the low bits of the list pointer are free.) */
-#define HM_REMOTE_DETACHED 1u
+/* In the remote word: a remote free that brings the count to the wake count
+ * delivers the span. (Blocks are 16-aligned: the low bits of the list
+ * pointer are free.) */
+#define HM_REMOTE_NOTIFY 1u
 
 static inline hm_block *hm_remote_list(uint64_t head)
 {
@@ -89,22 +157,51 @@ static inline uint32_t hm_remote_count(uint64_t head)
   return (uint32_t)(head >> HM_REMOTE_COUNT_SHIFT);
 }
 
+static inline uint32_t hm_span_remote_count(const hm_span *s)
+{
+  return hm_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire));
+}
+
+/* Whether the calling thread's heap `h` owns the span and has not parked
+ * it: the free fast path's test. */
+static inline bool hm_span_owned_by(const hm_span *s, const struct hm_heap *h)
+{
+  return hm_fast_load(&s->owner) == (uintptr_t)h;
+}
+
+static inline struct hm_heap *hm_span_owner(const hm_span *s)
+{
+  return (struct hm_heap *)(atomic_load_explicit(&s->owner, memory_order_relaxed) &
+                            ~HM_OWNER_PARKED);
+}
+
 void hm_span_format(hm_span *s, unsigned cls, bool zeroed);
-/* Whether no block of a span nobody owns is in use. Nobody can free into
- * such a span (it would be a double free), so it may be reformatted or its
- * granules given back. */
+/* Whether no block of the span is in use, for its owner (a heap's span
+ * that is not the active one, or an arena's span it holds). */
 bool hm_span_is_unused(const hm_span *s);
-/* The same for the span's owner, whose free blocks are on `free_list`. */
-bool hm_span_owner_unused(const hm_span *s, const hm_block *free_list);
-/* Free blocks for the span's owner, as a list: the local list, else what
- * other threads freed, else fresh blocks carved from the unused tail.
- * NULL when the span is full. */
+/* For the owner: the span's free blocks as a list, for the heap's
+ * allocation list: what the owner freed, else what other threads freed,
+ * else fresh blocks carved from the unused tail. NULL when the span is
+ * full. The blocks count as used from then on. */
 hm_block *hm_span_collect(hm_span *s);
-/* The owner lets go of a span, leaving `free_list` in it. */
-void hm_span_release(hm_span *s, hm_block *free_list);
-/* The owner lets go of a full span. Returns true if the span turned out to
- * have remote frees and the caller still owns it. */
-bool hm_span_detach(hm_span *s, bool keep_if_freed);
+/* For the owner: the remote list, taken whole (NULL if empty). */
+hm_block *hm_span_take_remote(hm_span *s);
+/* Takes HM_REMOTE_NOTIFY off again, if no freer did yet; whether the span
+ * is free of notifications (it may then leave its heap). */
+bool hm_span_disarm(hm_span *s);
+/* Arms a full span (empty remote list); false if blocks arrived meanwhile. */
+bool hm_span_arm(hm_span *s);
+/* The owner lets go of a span that has blocks in use, to the arena: listed
+ * if an eighth of it is free, else detached until remote frees make it so.
+ * The caller must have disarmed it. */
+void hm_span_to_arena(hm_span *s);
+/* Puts `list` (blocks the holder of the span took from it and did not hand
+ * out) back on the span's local list. */
+void hm_span_put_back(hm_span *s, hm_block *list);
+/* The holder of a span that is in no heap's lists (taken from the arena)
+ * lets go of it, with `list` put back: to its region if unused, else to the
+ * arena. */
+void hm_span_release(hm_span *s, hm_block *list);
 void hm_span_free_remote(hm_span *s, hm_block *b);
 /* Whether `b` is on the list starting at `list` (for double-free checks). */
 bool hm_block_list_contains(const hm_block *list, const hm_block *b);

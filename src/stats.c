@@ -40,12 +40,12 @@ struct sums {
 
 /* Reads another thread's plain counters: a statistic may lag by a few
  * blocks, never tear (aligned words). */
-static void add_cache(const hm_tcache *tc, void *arg)
+static void add_heap(const hm_heap *h, void *arg)
 {
   struct sums *sum = arg;
   for (unsigned c = 0; c < HM_CLASSES; c++) {
-    size_t m = __atomic_load_n(&tc->bins[c].mallocs, __ATOMIC_RELAXED);
-    size_t f = __atomic_load_n(&tc->bins[c].frees, __ATOMIC_RELAXED);
+    size_t m = __atomic_load_n(&h->hot[c].mallocs, __ATOMIC_RELAXED);
+    size_t f = __atomic_load_n(&h->frees[c], __ATOMIC_RELAXED);
     sum->mallocs += m;
     sum->frees += f;
     sum->bytes_allocated += m * hm_class_size[c];
@@ -53,16 +53,24 @@ static void add_cache(const hm_tcache *tc, void *arg)
   }
 }
 
-void hm_stats_merge(hm_tcache *tc)
+void hm_stats_merge(hm_heap *h)
 {
   struct sums sum = {0};
-  add_cache(tc, &sum);
+  add_heap(h, &sum);
   atomic_fetch_add_explicit(&totals.mallocs, sum.mallocs, memory_order_relaxed);
   atomic_fetch_add_explicit(&totals.frees, sum.frees, memory_order_relaxed);
   atomic_fetch_add_explicit(&totals.bytes_allocated, sum.bytes_allocated, memory_order_relaxed);
   atomic_fetch_add_explicit(&totals.bytes_freed, sum.bytes_freed, memory_order_relaxed);
-  for (unsigned c = 0; c < HM_CLASSES; c++)
-    tc->bins[c].mallocs = tc->bins[c].frees = 0;
+  for (unsigned c = 0; c < HM_CLASSES; c++) {
+    __atomic_store_n(&h->hot[c].mallocs, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->frees[c], 0, __ATOMIC_RELAXED);
+  }
+}
+
+void hm_stats_count_freed(size_t blocks, size_t bytes)
+{
+  atomic_fetch_add_explicit(&totals.frees, blocks, memory_order_relaxed);
+  atomic_fetch_add_explicit(&totals.bytes_freed, bytes, memory_order_relaxed);
 }
 
 /* Adds the arena's figures to `out`. */
@@ -82,7 +90,7 @@ static void add_arena(hm_arena *a, struct hm_stats *out)
 void hm_stats_get(struct hm_stats *out)
 {
   struct sums sum = {0};
-  hm_tcache_each(add_cache, &sum);
+  hm_heap_each(add_heap, &sum);
   size_t freed = atomic_load(&totals.bytes_freed) + sum.bytes_freed;
   size_t allocated = atomic_load(&totals.bytes_allocated) + sum.bytes_allocated;
   *out = (struct hm_stats){

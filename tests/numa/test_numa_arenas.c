@@ -368,7 +368,7 @@ static void expect_spans_went_home(const struct handoff *h)
     uint32_t state = atomic_load(&s->state);
     CHECK(s->arena == &hm_arenas[h->from], "freed block %p: span of node %d", h->freed[i],
           hm_arena_node(s->arena));
-    CHECK(state == HM_SPAN_OWNED ? atomic_load(&s->owner) != NULL : on_partial_list(s),
+    CHECK(state == HM_SPAN_OWNED ? atomic_load(&s->owner) != 0 : on_partial_list(s),
           "freed block %p: span %p in state %u, neither owned nor on node %d's list",
           h->freed[i], (void *)s, state, h->from);
   }

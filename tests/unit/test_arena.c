@@ -352,7 +352,7 @@ static void check_span_formatted(hm_span *s, unsigned cls)
         (void *)s, cls, s->granules, hm_class_granules[cls]);
   CHECK(s->blocks == (uint8_t *)s + HM_HEADER_SIZE, "span %p: blocks at %p", (void *)s,
         (void *)s->blocks);
-  CHECK(atomic_load(&s->state) == HM_SPAN_OWNED && atomic_load(&s->owner) == NULL,
+  CHECK(atomic_load(&s->state) == HM_SPAN_OWNED && atomic_load(&s->owner) == 0,
         "span %p: state %u owner %p", (void *)s, atomic_load(&s->state),
         (void *)atomic_load(&s->owner));
   CHECK(hm_remote_list(atomic_load(&s->remote)) == NULL && s->local_free == NULL,
@@ -399,13 +399,27 @@ static void scribble(hm_span *s, hm_block *carved)
     memset((uint8_t *)b + sizeof(hm_block), 0xee, s->block_size - sizeof(hm_block));
 }
 
+/* The holder lets go of a span whose blocks are all free: it waits on its
+ * class's empty stack, and the next purge pass gives it back to its
+ * region, aged by that same pass (the one after purges it: one to two
+ * delays after the span emptied, as for granules freed directly). */
+static void release_unused(hm_span *s, hm_block *list)
+{
+  hm_span_release(s, list);
+  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY &&
+            hm_stack_node(atomic_load(&arena->empty[s->cls].stack.head)) == &s->link,
+        "an unused span %p is not on its class's empty stack (state %u)", (void *)s,
+        atomic_load(&s->state));
+  hm_arena_purge(arena, false, false);
+}
+
 static void check_take_span(void)
 {
   hm_arena_purge(arena, true, true); /* no resident free granule left */
   hm_span *spans[HM_CLASSES];
   hm_block *carved[HM_CLASSES];
   for (unsigned cls = 0; cls < HM_CLASSES; cls++) {
-    spans[cls] = hm_arena_take_span(arena, cls);
+    spans[cls] = hm_arena_take_span(arena, cls, true);
     check_span_formatted(spans[cls], cls);
     CHECK(spans[cls]->zeroed, "span of class %u formed on purged memory is not zeroed", cls);
     carved[cls] = check_first_carve(spans[cls]);
@@ -419,19 +433,19 @@ static void check_take_span(void)
     unsigned granules = s->granules;
     atomic_store(&s->state, HM_SPAN_LISTED);
     hm_arena_push_partial(s);
-    CHECK(hm_arena_take_span(arena, cls) == s, "partial span %p of class %u not taken back",
+    CHECK(hm_arena_take_span(arena, cls, true) == s, "partial span %p of class %u not taken back",
           (void *)s, cls);
     scribble(s, carved[cls]);
-    hm_span_release(s, carved[cls]);
-    unit_check_given_back(s, granules, "a span released with every block free");
+    release_unused(s, carved[cls]);
+    unit_check_given_back_aged(s, granules, true, "a span released with every block free");
     unsigned other = other_class_same_granules(cls);
-    hm_span *t = hm_arena_take_span(arena, other);
+    hm_span *t = hm_arena_take_span(arena, other, true);
     CHECK(t == s, "the granules of span %p given back were not reused for class %u (got %p)",
           (void *)s, other, (void *)t);
     check_span_formatted(t, other);
     CHECK(!t->zeroed, "span %p formed on resident memory says it reads as zeros", (void *)t);
-    hm_span_release(t, check_first_carve(t));
-    unit_check_given_back(t, granules, "a span of the other class, released unused");
+    release_unused(t, check_first_carve(t));
+    unit_check_given_back_aged(t, granules, true, "a span of the other class, released unused");
     hm_arena_purge(arena, true, true); /* deterministic again: nothing resident */
   }
   UNIT_PASS("hm_arena_take_span: formatted spans of every class, zeroed when fresh; partial "
@@ -444,8 +458,8 @@ static void check_take_span(void)
 static void check_purge_reclaims_unused(void)
 {
   enum { CLS = 12 };
-  hm_span *unused = hm_arena_take_span(arena, CLS);
-  hm_span *in_use = hm_arena_take_span(arena, CLS);
+  hm_span *unused = hm_arena_take_span(arena, CLS, true);
+  hm_span *in_use = hm_arena_take_span(arena, CLS, true);
   hm_block *a = hm_span_collect(unused), *b = hm_span_collect(in_use);
   CHECK(a != NULL && a->next != NULL && b != NULL, "collect of fresh spans of class %d failed",
         CLS);
@@ -467,7 +481,7 @@ static void check_purge_reclaims_unused(void)
   unit_check_given_back_aged(unused, granules, true,
                              "an unused listed span after a purge pass");
   CHECK(hm_pagemap_header(in_use) == in_use, "a listed span in use lost its page-map entry");
-  CHECK(hm_arena_take_span(arena, CLS) == in_use,
+  CHECK(hm_arena_take_span(arena, CLS, true) == in_use,
         "the listed span in use is not on the partial list any more");
   CHECK(atomic_load(&arena->purge_calls) == calls,
         "a pass right after the span was given back purged (%zu calls)",
@@ -484,8 +498,8 @@ static void check_purge_reclaims_unused(void)
   hm_block *left = hm_span_collect(in_use);
   CHECK(left == b->next, "the span in use lost its free blocks");
   hm_span_free_remote(in_use, b);
-  hm_span_release(in_use, left);
-  unit_check_given_back(in_use, in_use_granules, "the other span, all blocks free");
+  release_unused(in_use, left);
+  unit_check_given_back_aged(in_use, in_use_granules, true, "the other span, all blocks free");
   UNIT_PASS("a purge pass gives back listed spans found unused, keeps the others; the next "
             "one purges their granules");
 }

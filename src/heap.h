@@ -1,0 +1,143 @@
+/* A heap owns the spans it took (DESIGN.md "Heaps"). Each thread has a
+ * default heap; private heaps (hm_heap_create) are the same structure with
+ * an explicit handle. Per size class a heap keeps:
+ *   the active span, whose free blocks are on `hot[cls].free` (the malloc
+ *     fast path pops there);
+ *   a queue of partial spans, which the owner's frees made partly free or
+ *     remote frees woke, taken in turn when the active span is full;
+ *   a queue of parked full spans, never scanned: a remote free wakes one
+ *     into the inbox (span.h), an owner free moves it to the partial queue.
+ * Only the thread using the heap reads and writes these, with plain loads
+ * and stores; other threads reach a heap only through its inbox, and its
+ * large-free list (private heaps).
+ *
+ * Every thread's heap pointer starts at hm_heap_empty, whose lists are all
+ * empty, so the first malloc of a thread falls into the slow path that sets
+ * up a real heap. While that set-up runs, and after the thread's exit hook
+ * flushed its heap, the pointer names a sentinel whose allocations go
+ * straight to the arena ("direct"), so re-entrant calls from libc are
+ * served without touching a half-built or dead heap.
+ *
+ * Heap structures are never unmapped: a delivery to a heap whose thread
+ * exited lands in a structure that still exists, and the next thread to
+ * take that structure inherits it. */
+#ifndef HM_HEAP_H
+#define HM_HEAP_H
+
+#include "arena.h"
+
+enum hm_heap_kind {
+  HM_HEAP_EMPTY = 0, /* the thread has no heap yet */
+  HM_HEAP_THREAD,    /* a thread's default heap */
+  HM_HEAP_PRIVATE,   /* from hm_heap_create */
+  HM_HEAP_STARTING,  /* the thread is building its heap */
+  HM_HEAP_DEAD       /* the thread's exit hook has run */
+};
+
+/* Free bytes a thread's heap may keep in partial spans; past it the
+ * oldest partial spans go to the arena for other threads. Private heaps
+ * keep every span until destroyed (they free every block at once). */
+#define HM_HEAP_PARTIAL_BUDGET ((size_t)1 << 20)
+
+/* What the malloc fast path touches, 16 bytes a class. */
+typedef struct hm_bin_hot {
+  hm_block *free; /* free blocks of the active span */
+  size_t mallocs; /* statistics: plain counters, owner only */
+} hm_bin_hot;
+
+typedef struct hm_bin {
+  hm_span *active;
+  hm_span *partial; /* circular queues: head, with head->qprev the oldest */
+  hm_span *full;
+  uint32_t npartial;
+} hm_bin;
+
+typedef struct hm_heap {
+  hm_link link; /* on the pool's free stack; must stay first */
+  struct hm_heap *next_chunk; /* first heap of a chunk: the next chunk */
+  hm_arena *arena;
+  uint32_t kind;
+  /* The fork gate's count of this thread's slow paths (gate.h); nonzero:
+   * a nested call must not use the heap's lists. Written by its thread. */
+  _Atomic uint32_t gate;
+  _Atomic uint32_t in_use;
+  uint32_t trim_epoch; /* the last trim this heap took part in */
+  uint32_t slow_frees; /* frees that took the remote path */
+  uint32_t budget_cursor; /* the class the budget looks at next */
+  uintptr_t magic;   /* private heaps: validates the handle */
+  size_t limit;      /* private heaps: bytes it may hold; 0: no limit */
+  size_t held;       /* bytes of the spans and large blocks it holds */
+  size_t partial_bytes; /* bytes of its partial spans */
+  hm_span *pending;  /* spans whose delivery an earlier owner of this structure awaited */
+  hm_span *large;    /* private heaps: its large and huge blocks */
+  /* What other threads push: spans woken by remote frees, and (private
+   * heaps) large blocks freed. The owner takes each list whole. */
+  hm_span *_Atomic inbox __attribute__((aligned(HM_CACHE_LINE)));
+  hm_span *_Atomic large_freed;
+  hm_bin_hot hot[HM_CLASSES] __attribute__((aligned(HM_CACHE_LINE)));
+  size_t frees[HM_CLASSES]; /* statistics, like hot[].mallocs */
+  hm_bin bins[HM_CLASSES];
+} __attribute__((aligned(4096))) hm_heap;
+
+/* Counts one more in a statistic that only the owning thread writes and
+ * other threads read (hm_stats_get), which may then lag by a few counts. A
+ * plain increment is one instruction on the fast paths; a relaxed atomic
+ * store, what the C memory model asks for, costs two more, so it is used
+ * only where ThreadSanitizer checks the code and would report the race. */
+static inline void hm_count(size_t *counter)
+{
+#ifdef __SANITIZE_THREAD__
+  __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+#else
+  ++*counter;
+#endif
+}
+
+extern __thread hm_heap *hm_tls __attribute__((tls_model("initial-exec"), visibility("hidden")));
+extern HM_HIDDEN hm_heap hm_heap_empty;
+
+static inline bool hm_heap_is_private(const hm_heap *h)
+{
+  return h->kind == HM_HEAP_PRIVATE;
+}
+
+/* A small block from heap `h` when the fast path found none; *old_key
+ * receives what the block's key word held. */
+void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
+/* Starts the process (once) behind the sentinel that serves re-entrant
+ * calls from the arena, for a thread that has no heap yet. */
+void hm_heap_process_init(void);
+/* A trim: the calling thread's heap lets go of its unused spans at once,
+ * the other threads' at their next slow path. */
+void hm_heap_trim(void);
+/* Frees a block of a small span, checked and located by the caller. */
+void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
+/* The owner's free made span `s` unused (its `used` reached 0). */
+void hm_heap_span_unused(hm_heap *h, hm_span *s);
+/* A remote free woke span `s` of heap `h`: onto its inbox. */
+void hm_heap_deliver(hm_heap *h, hm_span *s);
+/* Called in a fork child: the heaps of the threads that did not survive
+ * the fork hand back their spans. */
+void hm_heap_fork_child(void);
+void hm_heap_thread_exit(void *h);
+/* Calls `visit` on every heap in use, default and private (statistics). */
+void hm_heap_each(void (*visit)(const hm_heap *, void *), void *arg);
+/* Whether every heap structure's gate count is 0 (the fork gate). */
+bool hm_heap_gates_clear(void);
+
+/* Private heaps (heap_api in alloc.c). */
+hm_heap *hm_heap_private_new(int node, size_t limit);
+void hm_heap_private_free(hm_heap *h);
+/* Frees every block of a private heap, keeping the heap. */
+void hm_heap_release_all(hm_heap *h);
+/* A large block of a private heap: registered when made (false: past the
+ * heap's limit), and given back when the heap next looks at its large-free
+ * list. */
+bool hm_heap_large_add(hm_heap *h, hm_span *s);
+void hm_heap_large_freed(hm_heap *h, hm_span *s);
+/* Visits the live blocks of a private heap. */
+int hm_heap_walk(hm_heap *h, int (*fn)(void *block, size_t size, void *arg), void *arg);
+/* The live blocks of a private heap and their usable bytes. */
+void hm_heap_stats_of(hm_heap *h, size_t *blocks, size_t *bytes);
+
+#endif
