@@ -56,11 +56,19 @@ FAMILY_WHAT = OrderedDict([
     ("burst", "64 MiB live + 1 GiB burst of small objects, 1/64 kept, 256 MiB of large blocks, "
               "1 s idle"),
     ("large", "large blocks 64 KiB..64 MiB, every page touched"),
+    ("larson", "larson server: threads replace random slots of 2000-block arrays (16..1024 B), "
+               "the arrays rotate between threads every round"),
+    ("batchfree", "one thread: 16384 blocks of 64 B malloc'ed, then all freed in allocation order"),
+    ("batchfree-random", "the same, freed in a random order"),
+    ("heapreq", "requests of 20..200 objects (16..2048 B): a private heap per request where the "
+                "allocator has one (hm_heap, mi_heap), else malloc/free"),
+    ("heapreq-malloc", "the same requests with malloc/free under every allocator"),
     ("micro", "Google Benchmark: malloc+free per size, batches, calloc, realloc, aligned, "
               "producer/consumer"),
     ("redis", "Debian's redis-server driven by redis-benchmark on loopback"),
     ("timeline", "RSS over time: 64 MiB live, 1 GiB burst, burst freed, 3 s idle"),
-    ("callgrind", "instructions per malloc(32)+free on the fast path (callgrind)"),
+    ("callgrind", "instructions per malloc(32)+free on the fast path, and per malloc+free "
+                  "pair of batchfree (callgrind)"),
 ])
 KB_METRICS = {"rss_kb", "idle_rss_kb"}
 
@@ -376,6 +384,9 @@ def markdown(meta, rows, allocators, charts, timeline_chart):
     callgrind = [r for r in rows if r.kind == "callgrind"]
     if callgrind:
         add("## Fast path (callgrind)\n")
+        add("Instructions per malloc+free pair: fastpath, malloc(32) and free in a loop; "
+            "batchfree, 16384 blocks of 64 B malloc'ed then freed in allocation order "
+            "(its fill and check of each block included).\n")
         add(table(callgrind, "ir_per_pair", allocators, "program"))
         add("")
     if charts or timeline_chart:

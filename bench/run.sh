@@ -59,7 +59,8 @@ declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
 #   family|kind|minimum threads|default threads|quick threads|command
 # kind: workload (a program of <build>/bench printing a result line), micro
 # (Google Benchmark), server (bench/redis.sh), timeline (burst -m timeline,
-# once per allocator), callgrind (instructions per malloc+free, once).
+# once per allocator), callgrind (instructions per malloc+free, once; the
+# command is a list of programs, a row each: see callgrind_counts).
 # Threads "-": the family takes no -t. Quick threads "": not in --quick.
 # The defaults cover 1, 2, 8 and 32 threads across the families within the
 # 25 minutes of a full run on 2 shared cores; --threads 1,2,8,32 runs every
@@ -74,15 +75,26 @@ mixed|workload|1|1 8|1|mixed
 threadchurn|workload|1|32||threadchurn
 burst|workload|-|-|-|burst
 large|workload|1|1|1|large
+larson|workload|1|1 2 4|2|larson
+batchfree|workload|-|-|-|batchfree
+batchfree-random|workload|-|-||batchfree -m random
+heapreq|workload|1|1 4|1|heapreq
+heapreq-malloc|workload|1|1 4||heapreq -m malloc
 micro|micro|-|-|-|micro
 redis|server|-|-|-|redis
 timeline|timeline|-|-||burst -m timeline
-callgrind|callgrind|-|-||fastpath
+callgrind|callgrind|-|-||fastpath batchfree
 "
 
-# Callgrind: fastpath at two loop lengths; the difference cancels start-up.
-callgrind_short=100000
-callgrind_long=200000
+# Callgrind: each program at two counts (-n); the difference in instructions
+# over the difference in malloc+free pairs cancels start-up. Per program:
+# "short long pairs-per-count what". fastpath: one malloc(32)+free per
+# iteration. batchfree: 16384 pairs per round; from round 3 on, a round
+# reuses the memory of the previous one (steady state).
+declare -A callgrind_counts=(
+  [fastpath]="100000 200000 1 malloc(32)+free"
+  [batchfree]="4 12 16384 batchfree pair (64 B, freed in allocation order)"
+)
 # Google Benchmark: time per benchmark (seconds); --quick runs a subset.
 micro_min_time=0.05
 micro_quick_filter='BM_malloc_free/(16|256|4096|65536|1048576)$|BM_batch_random/64|BM_producer'
@@ -259,6 +271,21 @@ metric_words() {
   echo "${words[*]}"
 }
 
+# The other key=value words a workload adds to its result line (heapreq's
+# api=...), past the standard ones: kept in the detail column.
+extra_words() {
+  local word words=() column known
+  for word in $1; do
+    known=0
+    case ${word%%=*} in workload | threads | iterations) known=1 ;; esac
+    for column in "${metric_columns[@]}"; do
+      [ "${word%%=*}" = "$column" ] && known=1
+    done
+    [ $known = 1 ] || words+=("$word")
+  done
+  echo "${words[*]}"
+}
+
 # --- Runners: each runs one variant once under one allocator, appends its
 # rows to the CSV and prints a short result; non-zero when the run failed.
 # $1 label, $2 allocator, $3 run number; $errors: a file for stderr.
@@ -276,15 +303,16 @@ failure_text() {
 }
 
 run_workload() {
-  local label=$1 allocator=$2 run=$3 family=${variant_family[$1]} output line code=0
+  local label=$1 allocator=$2 run=$3 family=${variant_family[$1]} output line extra code=0
   local -a command
   read -ra command <<<"${variant_command[$label]}"
   output=$(run_under "$allocator" "$errors" "${command[@]}") || code=$?
   line=$(grep '^workload=' <<<"$output" | tail -1)
   if [ $code -eq 0 ] && [[ $line == *time_s=* ]]; then
+    extra=$(extra_words "$line")
     csv_row workload "$family" "$label" "${variant_threads[$label]}" "$allocator" "$run" ok \
-      "$(metric_words "$line")"
-    metric_words "$line"
+      "$(metric_words "$line")" "$extra"
+    echo "$(metric_words "$line")${extra:+ $extra}"
     return 0
   fi
   line=$(failure_text $code)
@@ -349,15 +377,15 @@ run_server() {
   return 1
 }
 
-# Total Ir of fastpath -n N, from the summary line of callgrind's output.
+# Total Ir of PROGRAM -n N, from the summary line of callgrind's output.
 # Fails unless the preloaded library shows up among the objects callgrind saw
 # (proof that the allocator, not glibc, served the calls). Reasons for a
 # failure go to stderr.
 callgrind_ir() {
-  local allocator=$1 n=$2 file=$3 lib=${preload[$1]}
+  local allocator=$1 program=$2 n=$3 file=$4 lib=${preload[$1]}
   if ! LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$file" \
-         "$build/bench/fastpath" -n "$n" >/dev/null 2>"$file.log"; then
-    echo "$allocator: fastpath -n $n failed under callgrind: $(tail -1 "$file.log")" >&2
+         "$build/bench/$program" -n "$n" >/dev/null 2>"$file.log"; then
+    echo "$allocator: $program -n $n failed under callgrind: $(tail -1 "$file.log")" >&2
     return 1
   fi
   # Objects are named at their first mention, as ob= or cob= (a callee's).
@@ -368,21 +396,35 @@ callgrind_ir() {
   awk '/^summary:/ { print $2; found = 1 } END { exit !found }' "$file"
 }
 
+# One row per program of the variant's command (each under callgrind_counts);
+# the results of all on one line. Non-zero if any failed.
 run_callgrind() {
-  local label=$1 allocator=$2 run=$3 dir=$out/callgrind short long per_pair
+  local label=$1 allocator=$2 run=$3 dir=$out/callgrind program n_short n_long pairs what
+  local short long per_pair failed=0 texts=() line one_errors=$errors.callgrind
+  local -a programs
+  read -ra programs <<<"${variant_command[$label]}"
   mkdir -p "$dir"
-  if short=$(callgrind_ir "$allocator" "$callgrind_short" "$dir/$allocator-$callgrind_short.out" 2>"$errors") &&
-     long=$(callgrind_ir "$allocator" "$callgrind_long" "$dir/$allocator-$callgrind_long.out" 2>"$errors"); then
-    per_pair=$(awk -v a="$short" -v b="$long" -v n=$((callgrind_long - callgrind_short)) \
-      'BEGIN { printf "%.1f", (b - a) / n }')
-    csv_row callgrind callgrind fastpath 1 "$allocator" "$run" ok "ir_per_pair=$per_pair" \
-      "Ir($callgrind_short)=$short Ir($callgrind_long)=$long"
-    echo "$per_pair instructions per malloc(32)+free"
-    return 0
-  fi
-  csv_row callgrind callgrind fastpath 1 "$allocator" "$run" FAILED "" "FAILED $(head -1 "$errors")"
-  echo "FAILED $(head -1 "$errors")"
-  return 1
+  : >"$errors"
+  for program in "${programs[@]}"; do
+    read -r n_short n_long pairs what <<<"${callgrind_counts[$program]}"
+    if short=$(callgrind_ir "$allocator" "$program" "$n_short" "$dir/$allocator-$program-$n_short.out" 2>"$one_errors") &&
+       long=$(callgrind_ir "$allocator" "$program" "$n_long" "$dir/$allocator-$program-$n_long.out" 2>"$one_errors"); then
+      per_pair=$(awk -v a="$short" -v b="$long" -v n=$(((n_long - n_short) * pairs)) \
+        'BEGIN { printf "%.1f", (b - a) / n }')
+      csv_row callgrind callgrind "$program" 1 "$allocator" "$run" ok "ir_per_pair=$per_pair" \
+        "Ir($n_short)=$short Ir($n_long)=$long"
+      texts+=("$per_pair instructions per $what")
+    else
+      csv_row callgrind callgrind "$program" 1 "$allocator" "$run" FAILED "" "FAILED $(head -1 "$one_errors")"
+      texts+=("$program FAILED $(head -1 "$one_errors")")
+      cat "$one_errors" >>"$errors"
+      failed=1
+    fi
+  done
+  rm -f "$one_errors"
+  line=$(printf '%s; ' "${texts[@]}")
+  echo "${line%; }"
+  return $failed
 }
 
 # --- The run --------------------------------------------------------------------

@@ -18,8 +18,14 @@ void hm_free_slow(void *p, const char *func);
  * hm_zero_key if the block was never handed out and reads as zeros. */
 static inline void *hm_alloc_block(hm_heap *h, size_t size, uint64_t *old_key)
 {
-  if (hm_likely(size <= HM_LUT_MAX)) {
-    hm_bin_hot *bin = &h->hot[hm_class_lut[(size + 15) >> 4]];
+  hm_bin_hot *bin = NULL;
+  /* Classes 0-15 step by 16 bytes up to 256: their class needs no table
+   * (size 0 wraps past the bound and takes the table). */
+  if (hm_likely(size - 1 < HM_DIRECT_MAX))
+    bin = &h->hot[(size - 1) >> 4];
+  else if (size <= HM_LUT_MAX)
+    bin = &h->hot[hm_class_lut[(size + 15) >> 4]];
+  if (hm_likely(bin != NULL)) {
     hm_block *b = bin->free;
     if (hm_likely(b != NULL)) {
       hm_count(&bin->mallocs);

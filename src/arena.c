@@ -83,7 +83,7 @@ void hm_arena_give_back(hm_span *s)
 
 void hm_arena_push_empty(hm_span *s)
 {
-  hm_span_format(s, s->cls, false);
+  hm_span_unowned(s);
   atomic_store_explicit(&s->state, HM_SPAN_EMPTY, memory_order_relaxed);
   hm_stack_push(&s->arena->empty[s->cls].stack, &s->link);
   hm_purge_note_idle();

@@ -60,7 +60,8 @@ void hm_arena_shrink_run(void *run, size_t count, size_t new_count);
  * or a new one. NULL when memory is exhausted. */
 hm_span *hm_arena_take_span(hm_arena *a, unsigned cls, bool partial);
 void hm_arena_push_partial(hm_span *s);
-/* An unused span, held by the caller: onto its class's empty stack. */
+/* An unused span, held by the caller: onto its class's empty stack, its
+ * free lists kept (the next heap to take it carves nothing). */
 void hm_arena_push_empty(hm_span *s);
 /* Gives the granules of an unused span back to its region. */
 void hm_arena_give_back(hm_span *s);

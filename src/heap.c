@@ -688,10 +688,13 @@ static void count_span(hm_heap *h, hm_span *s, void *arg)
   live[1] += (size_t)n * s->block_size;
 }
 
+/* Every block of the span is freed at once: it is formatted anew (its lists
+ * do not hold the blocks that were live) and waits on the empty stack. */
 static void drop_span(hm_heap *h, hm_span *s, void *arg)
 {
   count_span(h, s, arg);
   span_unlink(h, s);
+  hm_span_format(s, s->cls, false);
   hm_arena_push_empty(s);
 }
 
@@ -758,8 +761,13 @@ static void walk_span(hm_heap *h, hm_span *s, void *arg)
   struct walk *w = arg;
   if (w->result != 0)
     return;
-  /* Take the remote list in, so the free blocks are all on our lists. */
-  hm_span_put_back(s, hm_span_take_remote(s));
+  /* Take the remote list in, so the free blocks are all on our lists; a
+   * parked span with free blocks must be where allocation looks again (its
+   * notification may be gone with the list). */
+  hm_block *remote = hm_span_take_remote(s);
+  hm_span_put_back(s, remote);
+  if (remote != NULL && s->queue == HM_Q_FULL)
+    span_to_partial(h, s);
   uint64_t bits[HM_SPAN_MAX_BLOCKS / 64] = {0};
   mark_free(s, s->local_free, bits);
   if (s->queue == HM_Q_ACTIVE)

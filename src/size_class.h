@@ -13,6 +13,8 @@
 #define HM_SMALL_MAX ((size_t)128 * 1024)
 /* Requests up to this size find their class with one table load. */
 #define HM_LUT_MAX 1024
+/* Requests of 1 to this size are of class (size - 1) / 16 (classes 0-15). */
+#define HM_DIRECT_MAX 256
 
 extern HM_HIDDEN uint8_t hm_class_lut[HM_LUT_MAX / 16 + 1];
 extern HM_HIDDEN uint32_t hm_class_size[HM_CLASSES];

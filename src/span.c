@@ -8,7 +8,6 @@
 void hm_span_format(hm_span *s, unsigned cls, bool zeroed)
 {
   s->zeroed = zeroed;
-  s->gradual = false;
   uint32_t size = hm_class_size[cls];
   s->cls = (uint16_t)cls;
   s->block_size = size;
@@ -18,13 +17,19 @@ void hm_span_format(hm_span *s, unsigned cls, bool zeroed)
   atomic_store_explicit(&s->carved, 0, memory_order_relaxed);
   s->local_free = NULL;
   hm_span_set_used(s, 0);
+  atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
+  hm_span_unowned(s);
+  atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
+}
+
+void hm_span_unowned(hm_span *s)
+{
   s->queue = HM_Q_NONE;
   s->notify = HM_NOTIFY_NONE;
+  s->gradual = false;
   s->qnext = s->qprev = NULL;
   atomic_store_explicit(&s->aligned, 0, memory_order_relaxed);
-  atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
-  atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
 }
 
 /* Carves about a page worth of never-used blocks: touching the whole span at

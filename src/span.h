@@ -176,6 +176,9 @@ static inline struct hm_heap *hm_span_owner(const hm_span *s)
 }
 
 void hm_span_format(hm_span *s, unsigned cls, bool zeroed);
+/* An unused span leaves its owner with its free blocks: no heap's, no
+ * queue, no notification, no over-aligned blocks. */
+void hm_span_unowned(hm_span *s);
 /* Whether no block of the span is in use, for its owner (a heap's span
  * that is not the active one, or an arena's span it holds). */
 bool hm_span_is_unused(const hm_span *s);
