@@ -11,18 +11,11 @@
 #include "large.h"
 #include "purge.h"
 
-/* Large blocks bypass the heaps' lists, but the process must be set up
- * (configuration, fork handlers) before the first block of any kind. A
- * thread that is building its heap has done it already. */
-static void ensure_process_init(void)
-{
-  if (hm_tls->kind == HM_HEAP_EMPTY)
-    hm_heap_process_init();
-}
-
 static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
 {
-  ensure_process_init();
+  /* Large blocks bypass the heaps' lists, but the process must be set up
+   * before the first block of any kind, and the gate is the thread's. */
+  hm_heap_thread();
   hm_gate_enter();
   void *p = hm_large_alloc(size, align, old_key);
   if (p != NULL && hm_heap_is_private(h) && !hm_heap_large_add(h, hm_pagemap_header(p))) {
@@ -78,6 +71,7 @@ void hm_free_slow(void *p, const char *func)
 {
   if (p == NULL)
     return;
+  hm_heap *h = hm_heap_thread(); /* once per thread that only frees */
   hm_span *s = header_of(p, func);
   if (s->kind != HM_KIND_SMALL) {
     hm_gate_enter();
@@ -86,7 +80,7 @@ void hm_free_slow(void *p, const char *func)
     hm_purge_tick();
     return;
   }
-  hm_heap_free_block(hm_tls, s, small_block_of(s, p, func), p, func);
+  hm_heap_free_block(h, s, small_block_of(s, p, func), p, func);
 }
 
 static size_t usable_of(hm_span *s, const void *p, const char *func)
@@ -283,7 +277,7 @@ size_t hm_usable_size(const void *p)
 
 int hm_trim(void)
 {
-  ensure_process_init();
+  hm_heap_thread();
   return hm_purge_trim();
 }
 
@@ -312,7 +306,7 @@ static hm_heap *heap_for_alloc(hm_heap *h, const char *func)
 
 hm_heap *hm_heap_create(const hm_heap_options *opt)
 {
-  ensure_process_init();
+  hm_heap_thread();
   hm_heap_options o = HM_HEAP_OPTIONS_INIT;
   if (opt != NULL)
     o = *opt;
@@ -333,14 +327,17 @@ void hm_heap_destroy(hm_heap *heap)
 {
   if (heap_checked(heap, "hm_heap_destroy") == NULL)
     return;
+  hm_heap_thread(); /* the heap may have moved to a thread that has none */
   heap->magic = 0;
   hm_heap_private_free(heap);
 }
 
 void hm_heap_reset(hm_heap *heap)
 {
-  if (heap_checked(heap, "hm_heap_reset") != NULL)
-    hm_heap_release_all(heap);
+  if (heap_checked(heap, "hm_heap_reset") == NULL)
+    return;
+  hm_heap_thread();
+  hm_heap_release_all(heap);
 }
 
 void *hm_heap_malloc(hm_heap *heap, size_t size)

@@ -460,12 +460,10 @@ static hm_heap *thread_start(void)
   return h;
 }
 
-void hm_heap_process_init(void)
+hm_heap *hm_heap_thread(void)
 {
   hm_heap *h = hm_tls;
-  hm_tls = &heap_starting;
-  hm_process_init();
-  hm_tls = h;
+  return h->kind == HM_HEAP_EMPTY ? thread_start() : h;
 }
 
 /* Whether the heap's lists may be used now: a private heap always, a
@@ -480,6 +478,8 @@ void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
 {
   if (h->kind == HM_HEAP_EMPTY)
     h = thread_start(); /* first: the class table is built at process start */
+  else if (h->kind == HM_HEAP_PRIVATE)
+    hm_heap_thread(); /* the gate and statistics of the calling thread */
   unsigned cls = hm_class_of(size);
   hm_block *b;
   bool refilled = false;
@@ -553,6 +553,10 @@ void hm_heap_span_unused(hm_heap *h, hm_span *s)
   hm_gate_enter();
   span_leave(h, s);
   hm_gate_exit();
+  /* A burst freed by its own thread ends here, with no malloc to run the
+   * passes that give it back (or to start the purge thread, which sees it
+   * through an idle process): once a span. */
+  hm_purge_tick();
 }
 
 /* The owner frees into a span it parked (or holds pending): the span is
@@ -561,11 +565,14 @@ static void free_into_parked(hm_heap *h, hm_span *s)
 {
   hm_gate_enter();
   span_to_partial(h, s);
-  if (hm_span_used(s) == 0)
+  bool left = hm_span_used(s) == 0;
+  if (left)
     span_leave(h, s);
   else
     enforce_budget(h);
   hm_gate_exit();
+  if (left)
+    hm_purge_tick();
 }
 
 void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)

@@ -37,7 +37,9 @@ enum hm_heap_kind {
 /* Free bytes a thread's heap may keep in partial spans; past it the
  * oldest partial spans go to the arena for other threads. Private heaps
  * keep every span until destroyed (they free every block at once). */
+#ifndef HM_HEAP_PARTIAL_BUDGET
 #define HM_HEAP_PARTIAL_BUDGET ((size_t)1 << 20)
+#endif
 
 /* What the malloc fast path touches, 16 bytes a class. */
 typedef struct hm_bin_hot {
@@ -104,9 +106,11 @@ static inline bool hm_heap_is_private(const hm_heap *h)
 /* A small block from heap `h` when the fast path found none; *old_key
  * receives what the block's key word held. */
 void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
-/* Starts the process (once) behind the sentinel that serves re-entrant
- * calls from the arena, for a thread that has no heap yet. */
-void hm_heap_process_init(void);
+/* The calling thread's heap, built (and the process started) if it has
+ * none yet. Also for threads that only free or only use private heaps:
+ * their slow paths then count on their own heap's words (the fork gate,
+ * statistics), not on the words all heapless threads share. */
+hm_heap *hm_heap_thread(void);
 /* A trim: the calling thread's heap lets go of its unused spans at once,
  * the other threads' at their next slow path. */
 void hm_heap_trim(void);

@@ -107,9 +107,13 @@ static inline uint32_t hm_span_carved_blocks(const hm_span *s)
 
 /* Remote frees that wake a parked span: an eighth of it, so a span goes
  * back into use (or to another heap) in batches, never a block at a time. */
+#ifndef HM_SPAN_WAKE_DIVISOR
+#define HM_SPAN_WAKE_DIVISOR 8
+#endif
 static inline uint32_t hm_span_wake_count(const hm_span *s)
 {
-  return s->capacity / 8 > 1 ? s->capacity / 8 : 1;
+  uint32_t n = s->capacity / HM_SPAN_WAKE_DIVISOR;
+  return n > 1 ? n : 1;
 }
 
 /* `used` is the owner's; statistics and remote frees of arena-owned spans

@@ -2,9 +2,13 @@
 #include "test_util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,4 +103,75 @@ const char *tu_describe_status(int status, char *buf, size_t cap)
   else
     snprintf(buf, cap, "status 0x%x", status);
   return buf;
+}
+
+/* Shared with the children: the pointer the fatal call was passed. */
+static volatile uintptr_t *recorded;
+
+void *tu_record(void *p)
+{
+  *recorded = (uintptr_t)p;
+  return tu_opaque_ptr(p);
+}
+
+/* NULL if the child died as the case expects, else what went wrong. */
+static const char *judge(const struct tu_death_case *c, const struct tu_child *r, char *why,
+                         size_t cap)
+{
+  char status[64];
+  if (!WIFSIGNALED(r->status) || WTERMSIG(r->status) != SIGABRT) {
+    snprintf(why, cap, "ended with %s, expected SIGABRT",
+             tu_describe_status(r->status, status, sizeof status));
+    return why;
+  }
+  const char *newline = strchr(r->err, '\n');
+  if (newline == NULL || newline[1] != '\0') {
+    snprintf(why, cap, "stderr is not exactly one line");
+    return why;
+  }
+  size_t len = 0;
+  for (size_t i = 0; i < TU_MAX_OK && c->ok[i] != NULL && len == 0; i++)
+    if (strncmp(r->err, c->ok[i], strlen(c->ok[i])) == 0)
+      len = strlen(c->ok[i]);
+  if (len == 0) {
+    snprintf(why, cap, "the line does not start with \"%s\"%s", c->ok[0],
+             c->ok[1] != NULL ? " (or the other forms accepted)" : "");
+    return why;
+  }
+  char *end;
+  uintmax_t printed = strtoumax(r->err + len, &end, 16);
+  if (end == r->err + len || end != newline || printed != *recorded) {
+    snprintf(why, cap, "the line does not end with the pointer passed, 0x%" PRIxPTR,
+             (uintptr_t)*recorded);
+    return why;
+  }
+  return NULL;
+}
+
+int tu_run_death_cases(const struct tu_death_case *cases, size_t n)
+{
+  /* The children abort on purpose: no core files. */
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  recorded =
+      mmap(NULL, sizeof *recorded, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(recorded != MAP_FAILED, "mmap failed");
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  int failures = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct tu_death_case *c = &cases[i];
+    static struct tu_child r;
+    *recorded = 0;
+    tu_run_child(c->body, NULL, 20, &r);
+    char why[256];
+    if (judge(c, &r, why, sizeof why) != NULL) {
+      fprintf(stderr, "FAIL %s: %s; stderr was:\n%s\n", c->name, why, r.err);
+      failures++;
+    } else {
+      printf("ok   %s: %s", c->name, r.err);
+    }
+  }
+  if (failures)
+    fprintf(stderr, "%d of %zu death tests failed\n", failures, n);
+  return failures;
 }

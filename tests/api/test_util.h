@@ -46,8 +46,8 @@ static inline void *tu_opaque_ptr(void *p)
 
 /* What a child run by tu_run_child did. */
 struct tu_child {
-  int status;      /* from waitpid */
-  char err[8192];  /* its stderr, NUL-terminated (truncated if longer) */
+  int status;     /* from waitpid */
+  char err[8192]; /* its stderr, NUL-terminated (truncated if longer) */
   size_t err_len;
 };
 
@@ -57,5 +57,22 @@ struct tu_child {
 void tu_run_child(void (*body)(void *), void *arg, unsigned timeout_s, struct tu_child *out);
 /* "exit 3", "signal 6 (Aborted)": for failure messages. */
 const char *tu_describe_status(int status, char *buf, size_t cap);
+
+/* A death test: body(NULL), in a child, must abort (SIGABRT) after exactly
+ * one line on stderr that starts with one of ok[] and ends with the
+ * pointer the body recorded with tu_record() before its fatal call. */
+#define TU_MAX_OK 6
+struct tu_death_case {
+  const char *name;
+  void (*body)(void *);
+  const char *ok[TU_MAX_OK]; /* acceptable starts of the line, NULL-ended */
+};
+
+/* In a death test's body: records p as the pointer about to be passed to
+ * the fatal call, and returns it hidden from the optimiser. */
+void *tu_record(void *p);
+/* Runs each case in a child (no core files), prints "ok" or "FAIL" and
+ * the reason per case; returns the number of cases that failed. */
+int tu_run_death_cases(const struct tu_death_case *cases, size_t n);
 
 #endif

@@ -2,9 +2,12 @@
 #include "test_common.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void report(const char *file, int line, const char *cond, const char *fmt, va_list ap)
@@ -107,6 +110,54 @@ size_t pattern_mismatch(const void *p, size_t len, uint64_t base)
   if (memcmp(b + words * 8, &last, len % 8) != 0)
     return words * 8;
   return len;
+}
+
+void pattern_expect(const void *p, size_t len, uint64_t base, const char *where)
+{
+  size_t bad = pattern_mismatch(p, len, base);
+  if (bad == len)
+    return;
+  size_t bad_words = 0;
+  for (size_t off = bad; off + 8 <= len; off += 8)
+    bad_words += pattern_mismatch((const uint8_t *)p + off, 8, base + off / 8 * PATTERN_STEP) == 0;
+  uint64_t got = 0, want = base + bad / 8 * PATTERN_STEP;
+  memcpy(&got, (const uint8_t *)p + bad, len - bad < 8 ? len - bad : 8);
+  fail("%s: corrupted block %p (%zu bytes checked, pattern %#llx): first bad "
+       "byte at offset %zu, "
+       "word there %#llx, expected %#llx; %zu bad words",
+       where, p, len, (unsigned long long)base, bad, (unsigned long long)got,
+       (unsigned long long)want, bad_words);
+}
+
+double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void wait_fork_child(pid_t pid, unsigned fork_index, unsigned deadline_s)
+{
+  double deadline = now_s() + deadline_s;
+  int status;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      break;
+    if (r < 0)
+      fail("fork %u: waitpid(%d) failed", fork_index, (int)pid);
+    if (now_s() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fail("fork %u: child %d still running after %u s: deadlocked", fork_index, (int)pid,
+           deadline_s);
+    }
+    nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
+  }
+  if (WIFSIGNALED(status))
+    fail("fork %u: child %d killed by signal %d", fork_index, (int)pid, WTERMSIG(status));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fail("fork %u: child %d exited with status %d", fork_index, (int)pid, WEXITSTATUS(status));
 }
 
 /* Chunks without an early exit inside, so the loop vectorises: the tests

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Prints "FAIL file:line: cond: message" on stderr, flushes stdout, then
  * _exit(1) (not exit(): other threads may still be running, or the check
@@ -24,8 +25,8 @@
 _Noreturn void test_fail(const char *file, int line, const char *cond, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* The same without flushing stdout. */
-_Noreturn void test_fail_no_flush(const char *file, int line, const char *cond,
-                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+_Noreturn void test_fail_no_flush(const char *file, int line, const char *cond, const char *fmt,
+                                  ...) __attribute__((format(printf, 4, 5)));
 
 /* Prints "<test>: FAIL: <message>" with write(2) (no stdio lock, no
  * allocation: it may run in a fork child or with a broken heap) and exits 1
@@ -40,7 +41,7 @@ void set_test_name(const char *name);
 #if defined(TEST_CHECK_PLAIN)
 #define CHECK(cond, ...) ((cond) ? (void)0 : fail(__VA_ARGS__))
 #elif defined(TEST_CHECK_NO_FLUSH)
-#define CHECK(cond, ...)                                                                     \
+#define CHECK(cond, ...)                                                                           \
   ((cond) ? (void)0 : test_fail_no_flush(__FILE__, __LINE__, #cond, __VA_ARGS__))
 #else
 #define CHECK(cond, ...) ((cond) ? (void)0 : test_fail(__FILE__, __LINE__, #cond, __VA_ARGS__))
@@ -86,6 +87,17 @@ void pattern_fill(void *p, size_t len, uint64_t base);
 /* The offset of the first 8-byte word (or of the last partial one) of the
  * `len` bytes at p that differs from the pattern of `base`; len if none. */
 size_t pattern_mismatch(const void *p, size_t len, uint64_t base);
+/* Fails, with the first bad word and the count of bad ones, unless the
+ * `len` bytes at p hold the pattern of `base` (a block, or where a realloc
+ * moved it). `where` opens the message. */
+void pattern_expect(const void *p, size_t len, uint64_t base, const char *where);
+
+/* Seconds on the monotonic clock. */
+double now_s(void);
+/* Waits for the fork child `pid` (the fork_index-th): fails if it is killed
+ * or exits non-zero, and kills it and fails if it still runs after
+ * `deadline_s` seconds (a child that hangs is deadlocked). */
+void wait_fork_child(pid_t pid, unsigned fork_index, unsigned deadline_s);
 
 /* Whether the n bytes at p are all zero. */
 bool all_zero(const void *p, size_t n);

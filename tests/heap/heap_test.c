@@ -8,28 +8,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-/* Blocks are at least 16-aligned, so the pattern's words are aligned. */
-typedef uint64_t __attribute__((may_alias)) pattern_word;
-
-static void pattern_check(const void *p, size_t len, const struct hblock *origin,
-                          const char *where)
-{
-  uint64_t base = pattern_base(origin->p, origin->size, origin->tag);
-  size_t bad = pattern_mismatch(p, len, base);
-  if (bad == len)
-    return;
-  const pattern_word *w = p;
-  size_t word = bad / 8, bad_words = 0;
-  for (size_t i = word; i < len / 8; i++)
-    bad_words += w[i] != base + i * PATTERN_STEP;
-  uint64_t got = 0;
-  memcpy(&got, (const uint8_t *)p + word * 8, len - word * 8 < 8 ? len - word * 8 : 8);
-  fail("%s: corrupted block %p (%zu bytes checked; pattern of %p size %zu tag %#llx): first bad "
-       "byte at offset %zu, word there %#llx, expected %#llx; %zu bad words",
-       where, p, len, origin->p, origin->size, (unsigned long long)origin->tag, bad,
-       (unsigned long long)got, (unsigned long long)(base + word * PATTERN_STEP), bad_words);
-}
-
 void hb_fill(struct hblock *b, uint64_t tag)
 {
   b->tag = tag;
@@ -38,12 +16,12 @@ void hb_fill(struct hblock *b, uint64_t tag)
 
 void hb_verify(const struct hblock *b, const char *where)
 {
-  pattern_check(b->p, b->size, b, where);
+  pattern_expect(b->p, b->size, pattern_base(b->p, b->size, b->tag), where);
 }
 
 void hb_verify_moved(const void *q, size_t len, const struct hblock *origin, const char *where)
 {
-  pattern_check(q, len, origin, where);
+  pattern_expect(q, len, pattern_base(origin->p, origin->size, origin->tag), where);
 }
 
 struct collect {
@@ -134,36 +112,42 @@ void heap_check_exact(hm_heap *h, const struct hblock *b, size_t n, struct visit
     live++;
     size_t k = visited_find(scratch, count, b[i].p);
     if (k == count)
-      fail("%s: live block %p (%zu bytes, alignment %zu) is not among the %zu blocks "
+      fail("%s: live block %p (%zu bytes, alignment %zu) is not among the %zu "
+           "blocks "
            "hm_heap_visit reported",
            where, b[i].p, b[i].size, b[i].align, count);
     if (scratch[k].matched++ != 0)
-      fail("%s: visited block %p (%zu bytes) holds two live allocations (one is %p)", where,
-           scratch[k].block, scratch[k].size, b[i].p);
+      fail("%s: visited block %p (%zu bytes) holds two live allocations (one "
+           "is %p)",
+           where, scratch[k].block, scratch[k].size, b[i].p);
     if (b[i].align <= 16) {
       if (scratch[k].block != b[i].p)
         fail("%s: block %p (%zu bytes, usable %zu) reported as %p (%zu bytes)", where, b[i].p,
              b[i].size, hb_usable(b[i].p), scratch[k].block, scratch[k].size);
       size_t usable = hb_usable(b[i].p);
       if (scratch[k].size != usable)
-        fail("%s: hm_heap_visit reports %zu bytes for %p, the usable size is %zu", where,
-             scratch[k].size, b[i].p, usable);
+        fail("%s: hm_heap_visit reports %zu bytes for %p, the usable size is "
+             "%zu",
+             where, scratch[k].size, b[i].p, usable);
     } else if (scratch[k].size < b[i].size + ((uintptr_t)b[i].p - (uintptr_t)scratch[k].block)) {
-      fail("%s: aligned block %p (%zu bytes) does not fit in the visited block %p (%zu bytes)",
+      fail("%s: aligned block %p (%zu bytes) does not fit in the visited block "
+           "%p (%zu bytes)",
            where, b[i].p, b[i].size, scratch[k].block, scratch[k].size);
     }
   }
   if (count != live) {
     for (size_t i = 0; i < count; i++)
       if (scratch[i].matched == 0)
-        fail("%s: hm_heap_visit reported %zu blocks, %zu are live; %p (%zu bytes) is not", where,
-             count, live, scratch[i].block, scratch[i].size);
+        fail("%s: hm_heap_visit reported %zu blocks, %zu are live; %p (%zu "
+             "bytes) is not",
+             where, count, live, scratch[i].block, scratch[i].size);
   }
   struct hm_heap_stats st;
   memset(&st, 0xEE, sizeof st);
   hm_heap_stats_get(h, &st);
   if (st.blocks_in_use != live || st.bytes_in_use != bytes)
-    fail("%s: hm_heap_stats_get: %zu blocks, %zu bytes in use; the test has %zu live blocks, "
+    fail("%s: hm_heap_stats_get: %zu blocks, %zu bytes in use; the test has "
+         "%zu live blocks, "
          "hm_heap_visit reported %zu bytes",
          where, st.blocks_in_use, st.bytes_in_use, live, bytes);
   if (st.bytes_held < st.bytes_in_use)
@@ -195,13 +179,6 @@ unsigned thread_count(void)
     n += e->d_name[0] != '.';
   closedir(d);
   return n;
-}
-
-double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 void wait_zero(_Atomic size_t *counter, void (*help)(void *), void *arg, double bound_s,

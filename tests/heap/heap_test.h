@@ -95,7 +95,6 @@ void unmap_array(void *p, size_t bytes);
 unsigned thread_count(void);
 
 /* Monotonic seconds. */
-double now_s(void);
 
 /* Waits until *counter is 0 (acquire), calling `help(arg)` (if not NULL)
  * and yielding between looks; fails after `bound_s` seconds. The bound is

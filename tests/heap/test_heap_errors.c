@@ -23,18 +23,9 @@
 #include "hmalloc.h"
 #include "test_names.h"
 
-/* Written by the child before the fatal call: the pointer it passes. */
-static volatile uintptr_t *passed;
-
-static void *record(void *p)
-{
-  *passed = (uintptr_t)p;
-  return tu_opaque_ptr(p);
-}
-
 static hm_heap *record_heap(hm_heap *h)
 {
-  return record(h);
+  return tu_record(h);
 }
 
 static hm_heap *new_heap(void)
@@ -186,7 +177,7 @@ static void free_after_destroy(size_t size)
   void *p = heap_block(h, size);
   heap_block(h, size);
   hm_heap_destroy(h);
-  t_free(record(p));
+  t_free(tu_record(p));
 }
 
 static void free_small_after_destroy(void *arg)
@@ -223,7 +214,7 @@ static void free_after_reset(size_t size)
   void *p = heap_block(h, size);
   heap_block(h, size);
   hm_heap_reset(h);
-  t_free(record(p));
+  t_free(tu_record(p));
 }
 
 static void free_small_after_reset(void *arg)
@@ -268,7 +259,7 @@ static void free_small_after_destroy_other_thread(void *arg)
   void *p = heap_block(h, 64);
   heap_block(h, 64);
   hm_heap_destroy(h);
-  to_free = record(p);
+  to_free = tu_record(p);
   pthread_barrier_wait(&go);
   pthread_join(t, NULL);
 }
@@ -280,7 +271,7 @@ static void realloc_after_destroy(void *arg)
   void *p = heap_block(h, 64);
   heap_block(h, 64);
   hm_heap_destroy(h);
-  tu_opaque_ptr(t_realloc(record(p), 100));
+  tu_opaque_ptr(t_realloc(tu_record(p), 100));
 }
 
 /* ---- double frees ---- */
@@ -292,7 +283,7 @@ static void double_free_small(void *arg)
   void *p = heap_block(h, 64);
   heap_block(h, 64);
   t_free(p);
-  t_free(record(p));
+  t_free(tu_record(p));
 }
 
 static void double_free_small_remote_then_here(void *arg)
@@ -304,7 +295,7 @@ static void double_free_small_remote_then_here(void *arg)
   pthread_t t;
   CHECK(pthread_create(&t, NULL, free_in_thread, p) == 0, "pthread_create failed");
   CHECK(pthread_join(t, NULL) == 0, "pthread_join failed");
-  t_free(record(p));
+  t_free(tu_record(p));
 }
 
 static void double_free_large(void *arg)
@@ -314,7 +305,7 @@ static void double_free_large(void *arg)
   void *p = heap_block(h, 1 << 20);
   heap_block(h, 1 << 20); /* the run next door stays in use */
   t_free(p);
-  t_free(record(p));
+  t_free(tu_record(p));
 }
 
 static void double_free_huge(void *arg)
@@ -323,7 +314,7 @@ static void double_free_huge(void *arg)
   hm_heap *h = new_heap();
   void *p = heap_block(h, 8 << 20);
   t_free(p);
-  t_free(record(p));
+  t_free(tu_record(p));
 }
 
 /* A block freed into a heap, then passed to hm_heap_realloc. */
@@ -334,128 +325,75 @@ static void heap_realloc_freed(void *arg)
   void *p = heap_block(h, 64);
   heap_block(h, 64);
   t_free(p);
-  tu_opaque_ptr(hm_heap_realloc(h, record(p), 100));
+  tu_opaque_ptr(hm_heap_realloc(h, tu_record(p), 100));
 }
 
 /* ---- the runner ---- */
-
-#define MAX_OK 6
-
-struct death_case {
-  const char *name;
-  void (*body)(void *);
-  const char *ok[MAX_OK]; /* acceptable starts of the line; the pointer follows */
-};
 
 #define INVALID_HEAP(func) "hmalloc: " func "(): invalid heap 0x"
 #define FREED(func) "hmalloc: " func "(): invalid pointer 0x", "hmalloc: " func "(): double free 0x"
 #define DOUBLE(func) "hmalloc: " func "(): double free 0x"
 
-static const struct death_case cases[] = {
+static const struct tu_death_case cases[] = {
     {"hm_heap_malloc on a destroyed heap", malloc_destroyed, {INVALID_HEAP("hm_heap_malloc")}},
     {"hm_heap_calloc on a destroyed heap", calloc_destroyed, {INVALID_HEAP("hm_heap_calloc")}},
     {"hm_heap_realloc on a destroyed heap", realloc_destroyed, {INVALID_HEAP("hm_heap_realloc")}},
-    {"hm_heap_aligned_alloc on a destroyed heap", aligned_alloc_destroyed,
+    {"hm_heap_aligned_alloc on a destroyed heap",
+     aligned_alloc_destroyed,
      {INVALID_HEAP("hm_heap_aligned_alloc")}},
     {"hm_heap_reset on a destroyed heap", reset_destroyed, {INVALID_HEAP("hm_heap_reset")}},
     {"hm_heap_visit on a destroyed heap", visit_destroyed, {INVALID_HEAP("hm_heap_visit")}},
-    {"hm_heap_stats_get on a destroyed heap", stats_destroyed,
-     {INVALID_HEAP("hm_heap_stats_get")}},
+    {"hm_heap_stats_get on a destroyed heap", stats_destroyed, {INVALID_HEAP("hm_heap_stats_get")}},
     {"hm_heap_destroy twice", destroy_twice, {INVALID_HEAP("hm_heap_destroy")}},
-    {"hm_heap_malloc on a destroyed heap between live ones", malloc_destroyed_among_live,
+    {"hm_heap_malloc on a destroyed heap between live ones",
+     malloc_destroyed_among_live,
      {INVALID_HEAP("hm_heap_malloc")}},
     {"hm_heap_malloc on zeroed memory", malloc_fake_heap, {INVALID_HEAP("hm_heap_malloc")}},
     {"hm_heap_malloc on a live heap + 64", malloc_inside_heap, {INVALID_HEAP("hm_heap_malloc")}},
-    {"hm_heap_malloc on a block of the default heap", malloc_block_as_heap,
+    {"hm_heap_malloc on a block of the default heap",
+     malloc_block_as_heap,
      {INVALID_HEAP("hm_heap_malloc")}},
     {"hm_heap_destroy of zeroed memory", destroy_fake_heap, {INVALID_HEAP("hm_heap_destroy")}},
 
-    {"free of a small block of a destroyed heap", free_small_after_destroy,
+    {"free of a small block of a destroyed heap",
+     free_small_after_destroy,
      {FREED("free"), FREED("hm_free")}},
-    {"free of a 1 MiB block of a destroyed heap", free_large_after_destroy,
+    {"free of a 1 MiB block of a destroyed heap",
+     free_large_after_destroy,
      {FREED("free"), FREED("hm_free")}},
-    {"free of an 8 MiB block of a destroyed heap", free_huge_after_destroy,
+    {"free of an 8 MiB block of a destroyed heap",
+     free_huge_after_destroy,
      {FREED("free"), FREED("hm_free")}},
     {"free of a small block of a destroyed heap, another heap live",
-     free_small_after_destroy_other_live, {FREED("free"), FREED("hm_free")}},
+     free_small_after_destroy_other_live,
+     {FREED("free"), FREED("hm_free")}},
     {"free by another thread of a small block of a destroyed heap",
-     free_small_after_destroy_other_thread, {FREED("free"), FREED("hm_free")}},
-    {"free of a small block allocated before a reset", free_small_after_reset,
+     free_small_after_destroy_other_thread,
      {FREED("free"), FREED("hm_free")}},
-    {"free of a 1 MiB block allocated before a reset", free_large_after_reset,
+    {"free of a small block allocated before a reset",
+     free_small_after_reset,
      {FREED("free"), FREED("hm_free")}},
-    {"realloc of a small block of a destroyed heap", realloc_after_destroy,
+    {"free of a 1 MiB block allocated before a reset",
+     free_large_after_reset,
+     {FREED("free"), FREED("hm_free")}},
+    {"realloc of a small block of a destroyed heap",
+     realloc_after_destroy,
      {FREED("realloc"), FREED("hm_realloc")}},
 
     {"small heap block freed twice", double_free_small, {DOUBLE("free"), DOUBLE("hm_free")}},
-    {"small heap block freed by another thread, then by the heap's", double_free_small_remote_then_here,
+    {"small heap block freed by another thread, then by the heap's",
+     double_free_small_remote_then_here,
      {DOUBLE("free"), DOUBLE("hm_free")}},
     {"1 MiB heap block freed twice", double_free_large, {DOUBLE("free"), DOUBLE("hm_free")}},
     /* The mapping is gone after the first free: nothing is left to tell a
      * double free from a pointer hmalloc never handed out. */
     {"8 MiB heap block freed twice", double_free_huge, {FREED("free"), FREED("hm_free")}},
-    {"hm_heap_realloc of a freed heap block", heap_realloc_freed,
+    {"hm_heap_realloc of a freed heap block",
+     heap_realloc_freed,
      {FREED("hm_heap_realloc"), FREED("realloc")}},
 };
 
-/* Returns NULL if the child died as expected, else what went wrong. */
-static const char *judge(const struct death_case *c, const struct tu_child *r, char *why,
-                         size_t cap)
-{
-  char status[64];
-  if (!WIFSIGNALED(r->status) || WTERMSIG(r->status) != SIGABRT) {
-    snprintf(why, cap, "ended with %s, expected SIGABRT",
-             tu_describe_status(r->status, status, sizeof status));
-    return why;
-  }
-  const char *newline = strchr(r->err, '\n');
-  if (newline == NULL || newline[1] != '\0') {
-    snprintf(why, cap, "stderr is not exactly one line");
-    return why;
-  }
-  size_t len = 0;
-  for (size_t i = 0; i < MAX_OK && c->ok[i] != NULL && len == 0; i++)
-    if (strncmp(r->err, c->ok[i], strlen(c->ok[i])) == 0)
-      len = strlen(c->ok[i]);
-  if (len == 0) {
-    snprintf(why, cap, "the line does not start with \"%s\"%s", c->ok[0],
-             c->ok[1] != NULL ? " (or the other forms accepted)" : "");
-    return why;
-  }
-  char *end;
-  uintmax_t printed = strtoumax(r->err + len, &end, 16);
-  if (end == r->err + len || end != newline || printed != *passed) {
-    snprintf(why, cap, "the line does not end with the pointer passed, 0x%" PRIxPTR,
-             (uintptr_t)*passed);
-    return why;
-  }
-  return NULL;
-}
-
 int main(void)
 {
-  /* The children abort on purpose: no core files. */
-  struct rlimit no_core = {0, 0};
-  setrlimit(RLIMIT_CORE, &no_core);
-  passed = mmap(NULL, sizeof *passed, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  CHECK(passed != MAP_FAILED, "mmap failed");
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  int failures = 0;
-  size_t n = sizeof cases / sizeof cases[0];
-  for (size_t i = 0; i < n; i++) {
-    const struct death_case *c = &cases[i];
-    static struct tu_child r;
-    *passed = 0;
-    tu_run_child(c->body, NULL, 20, &r);
-    char why[256];
-    if (judge(c, &r, why, sizeof why) != NULL) {
-      fprintf(stderr, "FAIL %s: %s; stderr was:\n%s\n", c->name, why, r.err);
-      failures++;
-    } else {
-      printf("ok   %s: %s", c->name, r.err);
-    }
-  }
-  if (failures)
-    fprintf(stderr, "%d of %zu death tests failed\n", failures, n);
-  return failures ? 1 : 0;
+  return tu_run_death_cases(cases, sizeof cases / sizeof cases[0]) ? 1 : 0;
 }

@@ -26,7 +26,7 @@
 #define WORKER_DEFAULT_SLOTS 32
 #define WORKER_HEAP_OPS 600 /* operations on a worker's heap before it is replaced */
 #define FORKS 20
-#define INHERITED 256       /* blocks of the main thread's heap at each fork */
+#define INHERITED 256        /* blocks of the main thread's heap at each fork */
 #define DEFAULT_INHERITED 64 /* blocks of the default heap at each fork */
 #define HELD_MAX 512         /* workers' blocks the main thread keeps */
 #define CHILD_OPS 3000
@@ -368,7 +368,8 @@ static _Noreturn void child_main(unsigned f)
       struct hm_heap_stats st;
       hm_heap_stats_get(wh, &st);
       if (st.blocks_in_use != count)
-        fail("fork %u: worker %u's heap in the child: hm_heap_visit counts %zu blocks, "
+        fail("fork %u: worker %u's heap in the child: hm_heap_visit counts %zu "
+             "blocks, "
              "hm_heap_stats_get %zu",
              f, i, count, st.blocks_in_use);
       struct hblock b;
@@ -469,32 +470,6 @@ static void wait_workers_busy(size_t ops)
     }
 }
 
-/* Waits for the child with a bound: a child that hangs is deadlocked in the
- * allocator (or in libc because of it); kill it and fail. */
-static void wait_child(pid_t pid, unsigned f)
-{
-  double deadline = now_s() + CHILD_DEADLINE_S;
-  int status;
-  for (;;) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid)
-      break;
-    if (r < 0)
-      fail("fork %u: waitpid(%d) failed", f, (int)pid);
-    if (now_s() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      fail("fork %u: child %d still running after %d s: deadlocked", f, (int)pid,
-           CHILD_DEADLINE_S);
-    }
-    nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
-  }
-  if (WIFSIGNALED(status))
-    fail("fork %u: child %d killed by signal %d", f, (int)pid, WTERMSIG(status));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    fail("fork %u: child %d exited with status %d", f, (int)pid, WEXITSTATUS(status));
-}
-
 int main(void)
 {
   set_test_name("test_heap_fork (" T_NAMES ")");
@@ -523,7 +498,7 @@ int main(void)
     if (pid == 0)
       child_main(f);
     atomic_store(&child_running, true);
-    wait_child(pid, f);
+    wait_fork_child(pid, f, CHILD_DEADLINE_S);
     atomic_store(&child_running, false);
     after_fork(&r);
   }
@@ -559,7 +534,8 @@ int main(void)
   for (size_t j = 0; j < DEFAULT_INHERITED; j++)
     if (default_inherited[j].p != NULL)
       free_block(&default_inherited[j], "final free of a default block");
-  note("ok: %d forks while %d threads made %zu heaps and %zu heap allocations; %zu of their "
+  note("ok: %d forks while %d threads made %zu heaps and %zu heap allocations; "
+       "%zu of their "
        "blocks freed in the children",
        FORKS, WORKERS, heaps, allocs, held_total);
   return 0;

@@ -1,6 +1,6 @@
 /* Large (2 MiB, a run of a region) and huge (64 MiB, a mapping of its own)
  * blocks coming and going:
- *   - allocated, touched and freed 200 times: RSS does not grow with the
+ *   - allocated, touched and freed 60 times: RSS does not grow with the
  *     iterations, nor does the number of mappings;
  *   - random sizes 128 KiB .. 16 MiB, up to 64 alive: the mappings stay
  *     within the live huge blocks plus a constant;
@@ -36,7 +36,7 @@ static void *alloc_touched(size_t size)
 
 static void check_loop(void)
 {
-  enum { ITERATIONS = 200, WARM = 10 };
+  enum { ITERATIONS = 60, WARM = 10 };
   size_t rss_warm = 0, maps_warm = 0, rss_max = 0, maps_max = 0;
   for (int i = 0; i < ITERATIONS; i++) {
     void *huge = alloc_touched(64 * MiB);

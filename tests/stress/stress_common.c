@@ -16,30 +16,6 @@ size_t random_size(struct rng *r, const struct size_mix *mix)
   return rng_range(r, 16, 1024);
 }
 
-/* The pattern (test_common.h) of the block's address, size and tag. Blocks
- * are at least 16-aligned, so words are aligned. */
-typedef uint64_t __attribute__((may_alias)) pattern_word;
-
-/* Fails, with the details, unless the `len` bytes at p hold the pattern of
- * the block described by `origin` (p itself after a realloc moved it). */
-static void pattern_check(const void *p, size_t len, const struct block *origin, const char *where)
-{
-  uint64_t base = pattern_base(origin->p, origin->size, origin->tag);
-  size_t bad = pattern_mismatch(p, len, base);
-  if (bad == len)
-    return;
-  const pattern_word *w = p;
-  size_t word = bad / 8, bad_words = 0;
-  for (size_t i = word; i < len / 8; i++)
-    bad_words += w[i] != base + i * PATTERN_STEP;
-  uint64_t got = 0;
-  memcpy(&got, (const uint8_t *)p + word * 8, len - word * 8 < 8 ? len - word * 8 : 8);
-  fail("%s: corrupted block %p (size %zu, pattern of %p size %zu tag %#llx): first bad byte at "
-       "offset %zu of %zu, word there %#llx, expected %#llx; %zu bad words",
-       where, p, len, origin->p, origin->size, (unsigned long long)origin->tag, bad, len,
-       (unsigned long long)got, (unsigned long long)(base + word * PATTERN_STEP), bad_words);
-}
-
 static void block_fill(struct block *b, struct rng *r)
 {
   b->tag = rng_next(r);
@@ -102,7 +78,7 @@ void block_alloc(struct block *b, struct rng *r, size_t size)
 
 void block_verify(const struct block *b, const char *where)
 {
-  pattern_check(b->p, b->size, b, where);
+  pattern_expect(b->p, b->size, pattern_base(b->p, b->size, b->tag), where);
 }
 
 void block_free(struct block *b, const char *where)
@@ -116,10 +92,11 @@ void block_realloc(struct block *b, struct rng *r, size_t size)
 {
   block_verify(b, "before realloc");
   struct block old = *b;
+  uint64_t base = pattern_base(old.p, old.size, old.tag);
   void *q = t_realloc(b->p, size);
   if (q == NULL)
     fail("realloc(%p, %zu) from %zu bytes failed", old.p, size, old.size);
-  pattern_check(q, old.size < size ? old.size : size, &old, "after realloc");
+  pattern_expect(q, old.size < size ? old.size : size, base, "after realloc");
   *b = (struct block){.p = q, .size = size};
   check_usable(b, "realloc");
   block_fill(b, r);

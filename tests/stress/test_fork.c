@@ -140,8 +140,8 @@ static _Noreturn void child_main(unsigned fork_index)
   churn(&r, slots, CHILD_SLOTS, CHILD_OPS);
   struct child_thread threads[CHILD_THREADS];
   for (unsigned k = 0; k < CHILD_THREADS; k++) {
-    threads[k] = (struct child_thread){.index = k,
-                                       .rng = rng_seeded(SEED ^ 0x7EAD, fork_index * 8 + k)};
+    threads[k] =
+        (struct child_thread){.index = k, .rng = rng_seeded(SEED ^ 0x7EAD, fork_index * 8 + k)};
     if (pthread_create(&threads[k].thread, NULL, child_thread_main, &threads[k]) != 0)
       fail("fork %u: pthread_create in the child failed", fork_index);
   }
@@ -149,7 +149,8 @@ static _Noreturn void child_main(unsigned fork_index)
     pthread_join(threads[k].thread, NULL);
   hm_stats_get(&after);
   if (after.mallocs - before.mallocs < CHILD_OPS / 4)
-    fail("fork %u: hmalloc counts %zu mallocs in the child: not the allocator in use?",
+    fail("fork %u: hmalloc counts %zu mallocs in the child: not the allocator "
+         "in use?",
          fork_index, after.mallocs - before.mallocs);
   exit(0);
 }
@@ -179,39 +180,6 @@ static void wait_workers_busy(size_t ops)
   for (unsigned i = 0; i < WORKERS; i++)
     while (atomic_load_explicit(&workers[i].ops, memory_order_relaxed) < start[i] + ops)
       nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
-}
-
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Waits for the child with a bound: a child that hangs is deadlocked in the
- * allocator (or in libc because of it); kill it and fail. */
-static void wait_child(pid_t pid, unsigned fork_index)
-{
-  double deadline = now_s() + CHILD_DEADLINE_S;
-  int status;
-  for (;;) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid)
-      break;
-    if (r < 0)
-      fail("fork %u: waitpid(%d) failed", fork_index, (int)pid);
-    if (now_s() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      fail("fork %u: child %d still running after %d s: deadlocked", fork_index, (int)pid,
-           CHILD_DEADLINE_S);
-    }
-    nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
-  }
-  if (WIFSIGNALED(status))
-    fail("fork %u: child %d killed by signal %d", fork_index, (int)pid, WTERMSIG(status));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    fail("fork %u: child %d exited with status %d", fork_index, (int)pid, WEXITSTATUS(status));
 }
 
 static void start_workers(void)
@@ -258,7 +226,7 @@ int main(void)
     if (pid == 0)
       child_main(f);
     atomic_store(&child_running, true);
-    wait_child(pid, f);
+    wait_fork_child(pid, f, CHILD_DEADLINE_S);
     atomic_store(&child_running, false);
   }
   size_t allocs = stop_workers();
@@ -266,7 +234,8 @@ int main(void)
     block_free(&inherited[j], "final free of the parent's blocks");
   hm_stats_get(&after);
   if (after.mallocs - before.mallocs < allocs)
-    fail("hmalloc counts %zu mallocs, the workers made %zu: not the allocator in use?",
+    fail("hmalloc counts %zu mallocs, the workers made %zu: not the allocator "
+         "in use?",
          after.mallocs - before.mallocs, allocs);
   note("ok: %d forks while %d threads made %zu allocations", FORKS, WORKERS, allocs);
   return 0;

@@ -6,12 +6,13 @@
  * and heaps across many short threads, and trim. */
 #include <string.h>
 
-#include "hmalloc.h"
 #include "heap.h"
+#include "hmalloc.h"
 #include "pagemap.h"
 #include "stats.h"
 #include "unit.h"
 #include "unit_region.h"
+#include "unit_span.h"
 
 static hm_span *span_of(const void *p)
 {
@@ -38,11 +39,6 @@ static uintptr_t owner_word(const hm_span *s)
   return atomic_load(&s->owner);
 }
 
-static uint64_t remote_word(const hm_span *s)
-{
-  return atomic_load(&s->remote);
-}
-
 static size_t bytes_in_use(void)
 {
   struct hm_stats st;
@@ -57,20 +53,9 @@ static size_t spans_formed(void)
   return st.spans;
 }
 
-/* How many times `s` is on stack `st`. Only while no thread changes it. */
-static unsigned times_on(hm_stack *st, const hm_span *s)
-{
-  unsigned n = 0, steps = 0;
-  for (hm_link *l = hm_stack_node(atomic_load(&st->head)); l != NULL; l = atomic_load(&l->next)) {
-    CHECK(++steps < 1000000, "an arena stack does not end");
-    n += (const hm_span *)l == s;
-  }
-  return n;
-}
-
 static unsigned times_listed(hm_span *s)
 {
-  return times_on(&s->arena->partial[s->cls].stack, s);
+  return unit_times_on(&s->arena->partial[s->cls].stack, s);
 }
 
 /* Span `s` of class `cls`, every block of it free, left its heap: back in
@@ -80,14 +65,16 @@ static void check_left_unused(hm_span *s, unsigned cls, const char *what)
 {
   if (hm_pagemap_header(s) != s)
     return; /* given back to its region */
-  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY && owner_word(s) == 0 &&
-            s->queue == HM_Q_NONE && s->notify == HM_NOTIFY_NONE && hm_span_is_unused(s) &&
-            !(remote_word(s) & HM_REMOTE_NOTIFY) && times_on(&s->arena->empty[cls].stack, s) == 1,
-        "%s: span %p (class %u) with every block free did not leave: state %u, owner %#lx, "
+  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY && owner_word(s) == 0 && s->queue == HM_Q_NONE &&
+            s->notify == HM_NOTIFY_NONE && hm_span_is_unused(s) &&
+            !(unit_remote_word(s) & HM_REMOTE_NOTIFY) &&
+            unit_times_on(&s->arena->empty[cls].stack, s) == 1,
+        "%s: span %p (class %u) with every block free did not leave: state %u, "
+        "owner %#lx, "
         "queue %u, notify %u, used %u, remote %#lx, on the empty stack %u times",
         what, (void *)s, cls, atomic_load(&s->state), (unsigned long)owner_word(s), s->queue,
-        s->notify, hm_span_used(s), (unsigned long)remote_word(s),
-        times_on(&s->arena->empty[cls].stack, s));
+        s->notify, hm_span_used(s), (unsigned long)unit_remote_word(s),
+        unit_times_on(&s->arena->empty[cls].stack, s));
 }
 
 /* Span `s` was handed to the arena with blocks in use: listed (once, no
@@ -99,13 +86,13 @@ static void check_arena_owned(hm_span *s, unsigned expected_state, const char *w
         "%s span %p: owner %#lx state %u, expected owner 0 state %u", what, (void *)s,
         (unsigned long)owner_word(s), state, expected_state);
   if (state == HM_SPAN_LISTED)
-    CHECK(times_listed(s) == 1 && !(remote_word(s) & HM_REMOTE_NOTIFY),
+    CHECK(times_listed(s) == 1 && !(unit_remote_word(s) & HM_REMOTE_NOTIFY),
           "%s span %p: listed %u times, remote %#lx", what, (void *)s, times_listed(s),
-          (unsigned long)remote_word(s));
+          (unsigned long)unit_remote_word(s));
   else
-    CHECK(times_listed(s) == 0 && (remote_word(s) & HM_REMOTE_NOTIFY),
-          "%s span %p: detached but listed %u times, remote %#lx", what, (void *)s,
-          times_listed(s), (unsigned long)remote_word(s));
+    CHECK(times_listed(s) == 0 && (unit_remote_word(s) & HM_REMOTE_NOTIFY),
+          "%s span %p: detached but listed %u times, remote %#lx", what, (void *)s, times_listed(s),
+          (unsigned long)unit_remote_word(s));
 }
 
 /* Span `s` is parked in heap `h`: in its full queue, the owner word
@@ -113,10 +100,11 @@ static void check_arena_owned(hm_span *s, unsigned expected_state, const char *w
 static void check_parked(hm_heap *h, hm_span *s, const char *what)
 {
   CHECK(s->queue == HM_Q_FULL && owner_word(s) == ((uintptr_t)h | HM_OWNER_PARKED) &&
-            s->notify == HM_NOTIFY_ARMED && remote_word(s) == HM_REMOTE_NOTIFY,
-        "%s: span %p not parked in heap %p: queue %u owner %#lx notify %u remote %#lx", what,
-        (void *)s, (void *)h, s->queue, (unsigned long)owner_word(s), s->notify,
-        (unsigned long)remote_word(s));
+            s->notify == HM_NOTIFY_ARMED && unit_remote_word(s) == HM_REMOTE_NOTIFY,
+        "%s: span %p not parked in heap %p: queue %u owner %#lx notify %u "
+        "remote %#lx",
+        what, (void *)s, (void *)h, s->queue, (unsigned long)owner_word(s), s->notify,
+        (unsigned long)unit_remote_word(s));
 }
 
 /* Allocates `n` blocks of class `cls` into `out`, and returns how many
@@ -153,14 +141,17 @@ static void check_owned_spans(void)
             hm_class_size[cls], s->cls, cls);
       CHECK(owner_word(s) == (uintptr_t)hm_tls && atomic_load(&s->state) == HM_SPAN_OWNED &&
                 s->queue == HM_Q_ACTIVE && hm_tls->bins[cls].active == s,
-            "block %p of class %u: span owner %#lx state %u queue %u (bin's active %p), "
-            "expected this thread's heap %p", p, cls, (unsigned long)owner_word(s),
-            atomic_load(&s->state), s->queue, (void *)hm_tls->bins[cls].active, (void *)hm_tls);
+            "block %p of class %u: span owner %#lx state %u queue %u (bin's "
+            "active %p), "
+            "expected this thread's heap %p",
+            p, cls, (unsigned long)owner_word(s), atomic_load(&s->state), s->queue,
+            (void *)hm_tls->bins[cls].active, (void *)hm_tls);
     }
   for (unsigned cls = 0; cls < HM_CLASSES; cls++)
     for (int i = 0; i < 2; i++)
       hm_free(blocks[cls][i]);
-  UNIT_PASS("blocks of every class come from the active span of the calling thread's heap");
+  UNIT_PASS("blocks of every class come from the active span of the calling "
+            "thread's heap");
 }
 
 /* The owner's frees go on its span's local list, apart from the list the
@@ -180,21 +171,24 @@ static void check_lifo_reuse(void)
   void *q;
   while ((q = malloc_checked(SIZE)) != p && q != a && q != b) {
     CHECK(n < cap, "%zu blocks allocated without getting back a freed one", n);
-    CHECK(span_of(q) == span_of(p), "block %p came from another span while freed blocks of "
-          "the active span wait", q);
+    CHECK(span_of(q) == span_of(p),
+          "block %p came from another span while freed blocks of "
+          "the active span wait",
+          q);
     others[n++] = q;
   }
   void *second = malloc_checked(SIZE), *third = malloc_checked(SIZE);
   CHECK(q == b && second == a && third == p,
-        "freed p=%p, a=%p, b=%p; after %zu other blocks got back %p, %p, %p", p, a, b, n, q,
-        second, third);
+        "freed p=%p, a=%p, b=%p; after %zu other blocks got back %p, %p, %p", p, a, b, n, q, second,
+        third);
   hm_free(q);
   hm_free(second);
   hm_free(third);
   while (n > 0)
     hm_free(others[--n]);
   free(others);
-  UNIT_PASS("the owner's freed blocks come back, last freed first, once the allocation list "
+  UNIT_PASS("the owner's freed blocks come back, last freed first, once the "
+            "allocation list "
             "runs out");
 }
 
@@ -254,8 +248,10 @@ static void check_batch_free(void)
       if (s != active && !moved[j]) {
         moved[j] = true;
         CHECK(s->queue == HM_Q_PARTIAL && owner_word(s) == (uintptr_t)h,
-              "a parked span after the owner's first free: queue %u owner %#lx (expected "
-              "partial, %p)", s->queue, (unsigned long)owner_word(s), (void *)h);
+              "a parked span after the owner's first free: queue %u owner %#lx "
+              "(expected "
+              "partial, %p)",
+              s->queue, (unsigned long)owner_word(s), (void *)h);
       }
       if (live[j] == 0 && s != active) {
         gone[j] = true;
@@ -264,9 +260,9 @@ static void check_batch_free(void)
       /* No block went on a remote list, for any span still ours. */
       for (size_t m = 0; m < k; m++)
         if (!gone[m])
-          CHECK(hm_remote_list(remote_word(spans[m])) == NULL,
+          CHECK(hm_remote_list(unit_remote_word(spans[m])) == NULL,
                 "after %zu owner frees, span %zu has a remote list (%#lx)", freed, m,
-                (unsigned long)remote_word(spans[m]));
+                (unsigned long)unit_remote_word(spans[m]));
       if (h->bins[BATCH_CLS].npartial > max_partial)
         max_partial = h->bins[BATCH_CLS].npartial;
       CHECK(h->partial_bytes <= HM_HEAP_PARTIAL_BUDGET, "partial bytes %zu over the budget",
@@ -280,12 +276,13 @@ static void check_batch_free(void)
   CHECK(h->bins[BATCH_CLS].partial == NULL && h->bins[BATCH_CLS].full == NULL &&
             h->bins[BATCH_CLS].npartial == 0,
         "class %d still has partial (%u) or full spans", BATCH_CLS, h->bins[BATCH_CLS].npartial);
-  CHECK(max_partial >= 2, "the round robin never had 2 partial spans at once (%zu)",
-        max_partial);
+  CHECK(max_partial >= 2, "the round robin never had 2 partial spans at once (%zu)", max_partial);
   free(where);
   free(blocks);
-  printf("ok: batch free by the owner of %zu blocks in %zu spans: no remote list, parked -> "
-         "partial (up to %zu at once) -> left the heap when empty; the active span stays\n",
+  printf("ok: batch free by the owner of %zu blocks in %zu spans: no remote "
+         "list, parked -> "
+         "partial (up to %zu at once) -> left the heap when empty; the active "
+         "span stays\n",
          n, k, max_partial);
 }
 
@@ -302,9 +299,9 @@ static _Atomic unsigned step;
 static struct {
   hm_heap *heap;
   hm_span *parked;
-  void *blocks[64];  /* the parked span's blocks */
+  void *blocks[64]; /* the parked span's blocks */
   size_t count;
-  void *freed[64];   /* those the main thread freed */
+  void *freed[64]; /* those the main thread freed */
   size_t nfreed;
 } deliver;
 
@@ -323,8 +320,8 @@ static void *delivery_worker(void *arg)
     deliver.blocks[deliver.count++] = p;
   }
   hm_span *t = span_of(p);
-  CHECK(deliver.count == cap, "the worker's first span of class %u gave %zu blocks of %zu",
-        cls, deliver.count, cap);
+  CHECK(deliver.count == cap, "the worker's first span of class %u gave %zu blocks of %zu", cls,
+        deliver.count, cap);
   check_parked(h, s, "the worker's full span");
   CHECK(h->bins[cls].active == t, "the block after the full span is not from the active span");
   deliver.parked = s;
@@ -354,11 +351,14 @@ static void *delivery_worker(void *arg)
     CHECK(n < cap, "the worker's span of %zu blocks gave %zu", cap, n + 1);
     mine[n++] = q;
   }
-  CHECK(spans_formed() == spans_before, "a span was formed (%zu -> %zu) though one was "
-        "delivered", spans_before, spans_formed());
+  CHECK(spans_formed() == spans_before,
+        "a span was formed (%zu -> %zu) though one was "
+        "delivered",
+        spans_before, spans_formed());
   CHECK(s->queue == HM_Q_ACTIVE && h->bins[cls].active == s && owner_word(s) == (uintptr_t)h &&
             s->notify == HM_NOTIFY_NONE && atomic_load(&h->inbox) == NULL,
-        "the delivered span after the refill: queue %u owner %#lx notify %u inbox %p",
+        "the delivered span after the refill: queue %u owner %#lx notify %u "
+        "inbox %p",
         s->queue, (unsigned long)owner_word(s), s->notify, (void *)atomic_load(&h->inbox));
   check_parked(h, t, "the worker's second span, full");
   for (size_t i = 0; i < n; i++)
@@ -384,9 +384,10 @@ static void check_delivery(void)
     deliver.blocks[2 * i] = NULL;
     deliver.freed[deliver.nfreed++] = p;
     hm_free(p);
-    uint64_t remote = remote_word(s);
+    uint64_t remote = unit_remote_word(s);
     CHECK(hm_block_list_contains(hm_remote_list(remote), p) && hm_remote_count(remote) == i + 1,
-          "a block freed by another thread is not on its span's remote list (count %u)",
+          "a block freed by another thread is not on its span's remote list "
+          "(count %u)",
           hm_remote_count(remote));
     CHECK(!hm_block_list_contains(me->hot[DELIVER_CLS].free, p) &&
               (me->bins[DELIVER_CLS].active == NULL ||
@@ -399,9 +400,10 @@ static void check_delivery(void)
     } else {
       CHECK(!(remote & HM_REMOTE_NOTIFY) && atomic_load(&w->inbox) == s &&
                 atomic_load(&s->link.next) == NULL,
-            "after %u remote frees (wake count %u): remote %#lx, inbox %p (span %p alone "
-            "expected)", i + 1, wake, (unsigned long)remote, (void *)atomic_load(&w->inbox),
-            (void *)s);
+            "after %u remote frees (wake count %u): remote %#lx, inbox %p "
+            "(span %p alone "
+            "expected)",
+            i + 1, wake, (unsigned long)remote, (void *)atomic_load(&w->inbox), (void *)s);
     }
     CHECK(s->queue == HM_Q_FULL && owner_word(s) == ((uintptr_t)w | HM_OWNER_PARKED),
           "a remote free moved the parked span: queue %u owner %#lx", s->queue,
@@ -410,8 +412,10 @@ static void check_delivery(void)
   atomic_store(&step, 2);
   CHECK(pthread_join(t, NULL) == 0, "pthread_join failed");
   CHECK(bytes_in_use() == baseline, "bytes in use %zu, expected %zu", bytes_in_use(), baseline);
-  UNIT_PASS("remote frees go on the span's remote list; the wake-count-th delivers the parked "
-            "span to its heap's inbox, once; the owner's refill reuses it without a new span");
+  UNIT_PASS("remote frees go on the span's remote list; the wake-count-th "
+            "delivers the parked "
+            "span to its heap's inbox, once; the owner's refill reuses it "
+            "without a new span");
 }
 
 /* ---- The partial budget ------------------------------------------------
@@ -453,8 +457,8 @@ static void check_partial_sum(hm_heap *h)
 
 static void check_budget_after(hm_heap *h, const char *op)
 {
-  CHECK(h->partial_bytes <= HM_HEAP_PARTIAL_BUDGET, "after %s: %zu partial bytes, budget %zu",
-        op, h->partial_bytes, HM_HEAP_PARTIAL_BUDGET);
+  CHECK(h->partial_bytes <= HM_HEAP_PARTIAL_BUDGET, "after %s: %zu partial bytes, budget %zu", op,
+        h->partial_bytes, HM_HEAP_PARTIAL_BUDGET);
   if (h->partial_bytes > budget.max_partial)
     budget.max_partial = h->partial_bytes;
 }
@@ -526,7 +530,8 @@ static void check_budget(void)
   CHECK(pthread_create(&t, NULL, budget_worker, NULL) == 0, "pthread_create failed");
   CHECK(pthread_join(t, NULL) == 0, "pthread_join failed");
   CHECK(bytes_in_use() == baseline, "bytes in use %zu, expected %zu", bytes_in_use(), baseline);
-  printf("ok: partial budget: at most %zu of %zu bytes after every call; %zu of %zu spans went "
+  printf("ok: partial budget: at most %zu of %zu bytes after every call; %zu "
+         "of %zu spans went "
          "to the arena, listed\n",
          budget.max_partial, HM_HEAP_PARTIAL_BUDGET, budget.evicted, budget.nspans);
 }
@@ -559,8 +564,10 @@ static void fill_one_span(unsigned cls, void **out)
   size_t cap = cap_of(cls);
   for (size_t i = 0; i < cap; i++) {
     out[i] = malloc_checked(hm_class_size[cls]);
-    CHECK(span_of(out[i]) == span_of(out[0]), "block %zu of class %u is not in the span of "
-          "block 0", i, cls);
+    CHECK(span_of(out[i]) == span_of(out[0]),
+          "block %zu of class %u is not in the span of "
+          "block 0",
+          i, cls);
   }
 }
 
@@ -621,7 +628,8 @@ static void check_thread_exit(void)
   for (int i = 0; i < PARTIAL_LIVE; i++)
     hm_free(exiting.partial[i]);
   CHECK(bytes_in_use() == baseline, "bytes in use %zu, expected %zu", bytes_in_use(), baseline);
-  UNIT_PASS("an exited thread's spans: full and parked detached, partial listed, emptied gone; "
+  UNIT_PASS("an exited thread's spans: full and parked detached, partial "
+            "listed, emptied gone; "
             "its blocks freed later, all accounted");
 }
 
@@ -676,12 +684,11 @@ static void *pending_heir(void *arg)
   hm_heap *h = hm_tls;
   CHECK(h == pend.heap, "the next thread took heap %p, not %p", (void *)h, (void *)pend.heap);
   CHECK(span_of(q) == s, "the next thread's first block of the class is not from the "
-        "inherited span");
+                         "inherited span");
   CHECK(h->pending == NULL && atomic_load(&h->inbox) == NULL && s->queue == HM_Q_ACTIVE &&
             owner_word(s) == (uintptr_t)h && s->notify == HM_NOTIFY_NONE,
-        "the inherited span: pending %p inbox %p queue %u owner %#lx notify %u",
-        (void *)h->pending, (void *)atomic_load(&h->inbox), s->queue,
-        (unsigned long)owner_word(s), s->notify);
+        "the inherited span: pending %p inbox %p queue %u owner %#lx notify %u", (void *)h->pending,
+        (void *)atomic_load(&h->inbox), s->queue, (unsigned long)owner_word(s), s->notify);
   pend.taken = q;
   return NULL;
 }
@@ -704,31 +711,31 @@ static void check_pending_inherited(void)
     /* The freer of the wake-count-th block: its CAS, not its delivery. */
     hm_block *b = pend.blocks[wake - 1];
     b->key = hm_free_key;
-    uint64_t head = remote_word(s);
+    uint64_t head = unit_remote_word(s);
     CHECK((head & HM_REMOTE_NOTIFY) && hm_remote_count(head) + 1 == wake,
           "round %d: remote %#lx before the wake-count-th free", round, (unsigned long)head);
     b->next = hm_remote_list(head);
     uint64_t next = (uint64_t)wake << HM_REMOTE_COUNT_SHIFT | (uintptr_t)b;
-    CHECK(atomic_compare_exchange_strong(&s->remote, &head, next), "round %d: CAS failed",
-          round);
+    CHECK(atomic_compare_exchange_strong(&s->remote, &head, next), "round %d: CAS failed", round);
     hm_stats_count_direct_free(hm_class_size[PENDING_CLS]); /* as its free counts */
     atomic_store(&pend_step, 2);
     CHECK(pthread_join(t, NULL) == 0, "pthread_join failed");
 
     CHECK(atomic_load(&w->in_use) == 0, "round %d: the exited heap is in use", round);
     CHECK(w->pending == s && s->qnext == s && s->queue == HM_Q_PENDING &&
-              s->notify == HM_NOTIFY_PENDING &&
-              owner_word(s) == ((uintptr_t)w | HM_OWNER_PARKED) && atomic_load(&w->inbox) == NULL,
-          "round %d: at exit, the span with a delivery in flight: heap pending %p, queue %u, "
+              s->notify == HM_NOTIFY_PENDING && owner_word(s) == ((uintptr_t)w | HM_OWNER_PARKED) &&
+              atomic_load(&w->inbox) == NULL,
+          "round %d: at exit, the span with a delivery in flight: heap pending "
+          "%p, queue %u, "
           "notify %u, owner %#lx, inbox %p",
           round, (void *)w->pending, s->queue, s->notify, (unsigned long)owner_word(s),
           (void *)atomic_load(&w->inbox));
     check_arena_owned(span_of(pend.after), HM_SPAN_LISTED, "the exited thread's active span");
     /* Another free meanwhile is an ordinary remote free. */
     hm_free(pend.blocks[wake]);
-    CHECK(hm_remote_count(remote_word(s)) == wake + 1 && w->pending == s,
+    CHECK(hm_remote_count(unit_remote_word(s)) == wake + 1 && w->pending == s,
           "round %d: a free into the pending span: remote %#lx", round,
-          (unsigned long)remote_word(s));
+          (unsigned long)unit_remote_word(s));
 
     pthread_t heir;
     if (pend.deliver_first) {
@@ -745,8 +752,7 @@ static void check_pending_inherited(void)
     bool was_freed = false;
     for (uint32_t i = 0; i <= wake; i++)
       was_freed |= pend.taken == pend.blocks[i];
-    CHECK(was_freed, "round %d: the heir got %p, not one of the freed blocks", round,
-          pend.taken);
+    CHECK(was_freed, "round %d: the heir got %p, not one of the freed blocks", round, pend.taken);
     /* The heir exited holding its block: the span went to the arena. */
     check_arena_owned(s, HM_SPAN_LISTED, "the inherited span after its heir exited");
     hm_free(pend.taken);
@@ -757,8 +763,10 @@ static void check_pending_inherited(void)
     CHECK(bytes_in_use() == baseline, "round %d: bytes in use %zu, expected %zu", round,
           bytes_in_use(), baseline);
   }
-  UNIT_PASS("a span whose delivery is in flight at thread exit stays pending in the heap "
-            "structure, and the next thread to take it inherits the span (delivery before or "
+  UNIT_PASS("a span whose delivery is in flight at thread exit stays pending "
+            "in the heap "
+            "structure, and the next thread to take it inherits the span "
+            "(delivery before or "
             "after it started)");
 }
 
@@ -853,15 +861,16 @@ static void check_short_threads(void)
     wave_granules += WAVE_THREADS * hm_class_granules[hm_class_of(short_sizes[c])];
   size_t granules = footprint_granules();
   CHECK(granules <= 2 * wave_granules,
-        "%d threads in waves of %d: their spans covered %zu granules (at most %zu expected)",
+        "%d threads in waves of %d: their spans covered %zu granules (at most "
+        "%zu expected)",
         WAVES * WAVE_THREADS, WAVE_THREADS, granules, 2 * wave_granules);
   CHECK(distinct <= 2 * WAVE_THREADS, "%d threads in waves of %d used %zu distinct heaps",
         WAVES * WAVE_THREADS, WAVE_THREADS, distinct);
   size_t regions = atomic_load(&a->regions_live) - regions_before;
-  CHECK(regions <= 2, "%d short threads reserved %zu new regions", WAVES * WAVE_THREADS,
-        regions);
+  CHECK(regions <= 2, "%d short threads reserved %zu new regions", WAVES * WAVE_THREADS, regions);
   CHECK(bytes_in_use() == baseline, "bytes in use %zu, expected %zu", bytes_in_use(), baseline);
-  printf("ok: %d short threads: %zu spans formed on %zu granules (a wave holds at most %zu), "
+  printf("ok: %d short threads: %zu spans formed on %zu granules (a wave holds "
+         "at most %zu), "
          "%zu heaps, %zu new regions\n",
          WAVES * WAVE_THREADS, atomic_load(&a->spans_formed) - spans_before, granules,
          wave_granules, distinct, regions);
@@ -973,7 +982,8 @@ static void check_trim(void)
   hm_trim();
   atomic_store(&trim_step, 2);
   CHECK(pthread_join(t, NULL) == 0, "pthread_join failed");
-  UNIT_PASS("trim releases the caller's empty active spans and unused partial spans at once, "
+  UNIT_PASS("trim releases the caller's empty active spans and unused partial "
+            "spans at once, "
             "keeps spans in use, and other threads' at their next slow path");
 }
 

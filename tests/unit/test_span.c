@@ -11,6 +11,7 @@
 #include "hmalloc.h"
 #include "unit.h"
 #include "unit_region.h"
+#include "unit_span.h"
 
 static hm_arena *arena;
 /* The main thread's heap: the owner the spans name when a heap owns them.
@@ -18,22 +19,10 @@ static hm_arena *arena;
  * inbox (take_inbox empties it first). */
 static hm_heap *heap;
 
-/* How many times `s` is on stack `st`. Only called while no other thread
- * touches that stack. */
-static unsigned times_on(hm_stack *st, const hm_span *s)
-{
-  unsigned n = 0, steps = 0;
-  for (hm_link *l = hm_stack_node(atomic_load(&st->head)); l != NULL; l = atomic_load(&l->next)) {
-    CHECK(++steps < 1000000, "an arena stack does not end");
-    n += (const hm_span *)l == s;
-  }
-  return n;
-}
-
 /* How many times `s` is on the partial stack of class `cls`. */
 static unsigned times_listed_in(const hm_span *s, unsigned cls)
 {
-  return times_on(&arena->partial[cls].stack, s);
+  return unit_times_on(&arena->partial[cls].stack, s);
 }
 
 static unsigned times_listed(const hm_span *s)
@@ -41,14 +30,9 @@ static unsigned times_listed(const hm_span *s)
   return times_listed_in(s, s->cls);
 }
 
-static uint64_t remote_word(const hm_span *s)
-{
-  return atomic_load(&s->remote);
-}
-
 static bool flag_set(const hm_span *s)
 {
-  return (remote_word(s) & HM_REMOTE_NOTIFY) != 0;
+  return (unit_remote_word(s) & HM_REMOTE_NOTIFY) != 0;
 }
 
 /* As a heap owns a span: its owner word and its queue. */
@@ -67,8 +51,8 @@ static bool take_inbox(hm_span *s)
   if (got == NULL)
     return false;
   CHECK(got == s, "the heap's inbox holds %p, expected span %p", (void *)got, (void *)s);
-  CHECK(atomic_load(&s->link.next) == NULL, "span %p is on the inbox with %p after it",
-        (void *)s, (void *)atomic_load(&s->link.next));
+  CHECK(atomic_load(&s->link.next) == NULL, "span %p is on the inbox with %p after it", (void *)s,
+        (void *)atomic_load(&s->link.next));
   s->notify = HM_NOTIFY_NONE;
   return true;
 }
@@ -87,8 +71,8 @@ static size_t check_carved(const hm_span *s, const hm_block *list, size_t done)
           done + n, (const void *)b, (const void *)expected);
     CHECK(((uintptr_t)b & (HM_MIN_ALIGN - 1)) == 0, "block %p not 16-aligned", (const void *)b);
   }
-  CHECK(n >= 1 && n <= per_carve, "class %u: carved %zu blocks at once (at most %zu)", s->cls,
-        n, per_carve);
+  CHECK(n >= 1 && n <= per_carve, "class %u: carved %zu blocks at once (at most %zu)", s->cls, n,
+        per_carve);
   CHECK(hm_span_used(s) == done + n && hm_span_carved_blocks(s) == done + n,
         "class %u: %zu blocks carved, used %u, carved %u", s->cls, done + n, hm_span_used(s),
         hm_span_carved_blocks(s));
@@ -121,10 +105,9 @@ static size_t drain(hm_span *s, hm_block **blocks, size_t done)
   }
   size_t cap = hm_class_capacity(s->cls);
   CHECK(done == cap, "class %u: %zu blocks from a span of %zu", s->cls, done, cap);
-  CHECK(hm_span_collect(s) == NULL, "collect of a full span of class %u returned a block",
-        s->cls);
-  CHECK(hm_span_used(s) == cap, "class %u: full span has used %u of %zu", s->cls,
-        hm_span_used(s), cap);
+  CHECK(hm_span_collect(s) == NULL, "collect of a full span of class %u returned a block", s->cls);
+  CHECK(hm_span_used(s) == cap, "class %u: full span has used %u of %zu", s->cls, hm_span_used(s),
+        cap);
   return done;
 }
 
@@ -147,8 +130,8 @@ static size_t list_length(const hm_block *list)
 static void check_list(const hm_block *list, hm_block *const *expected, size_t n, const char *what)
 {
   for (size_t i = 0; i < n; i++, list = list->next)
-    CHECK(list == expected[i], "%s: element %zu is %p, expected %p", what, i,
-          (const void *)list, (const void *)expected[i]);
+    CHECK(list == expected[i], "%s: element %zu is %p, expected %p", what, i, (const void *)list,
+          (const void *)expected[i]);
   CHECK(list == NULL, "%s: longer than %zu", what, n);
 }
 
@@ -166,14 +149,14 @@ static void check_let_go_unused(hm_span *s, unsigned cls, unsigned granules, con
     unit_check_given_back(s, granules, what);
     return;
   }
-  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY && times_on(&arena->empty[cls].stack, s) == 1,
-        "%s: unused span %p let go has state %u, is on the empty stack %u times", what,
-        (void *)s, atomic_load(&s->state), times_on(&arena->empty[cls].stack, s));
+  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY && unit_times_on(&arena->empty[cls].stack, s) == 1,
+        "%s: unused span %p let go has state %u, is on the empty stack %u times", what, (void *)s,
+        atomic_load(&s->state), unit_times_on(&arena->empty[cls].stack, s));
   CHECK(atomic_load(&s->owner) == 0 && s->queue == HM_Q_NONE && s->notify == HM_NOTIFY_NONE &&
             hm_span_is_unused(s) && !flag_set(s) && s->cls == cls,
         "%s: empty span %p: owner %#lx queue %u notify %u used %u remote %#lx", what, (void *)s,
         (unsigned long)atomic_load(&s->owner), s->queue, s->notify, hm_span_used(s),
-        (unsigned long)remote_word(s));
+        (unsigned long)unit_remote_word(s));
   CHECK((hm_span *)hm_stack_pop(&arena->empty[cls].stack) == s,
         "%s: empty span %p is not on top of its stack", what, (void *)s);
   hm_arena_give_back(s);
@@ -196,11 +179,12 @@ static hm_span *take_fresh(unsigned cls)
   hm_span *s = hm_arena_take_span(arena, cls, false);
   CHECK(s != NULL && s->cls == cls, "hm_arena_take_span(%u, false) failed", cls);
   CHECK(atomic_load(&s->owner) == 0 && atomic_load(&s->state) == HM_SPAN_OWNED &&
-            s->queue == HM_Q_NONE && s->notify == HM_NOTIFY_NONE && remote_word(s) == 0 &&
+            s->queue == HM_Q_NONE && s->notify == HM_NOTIFY_NONE && unit_remote_word(s) == 0 &&
             hm_span_used(s) == 0 && s->local_free == NULL,
-        "fresh span %p of class %u: owner %#lx state %u queue %u notify %u remote %#lx used %u",
-        (void *)s, cls, (unsigned long)atomic_load(&s->owner), atomic_load(&s->state),
-        s->queue, s->notify, (unsigned long)remote_word(s), hm_span_used(s));
+        "fresh span %p of class %u: owner %#lx state %u queue %u notify %u "
+        "remote %#lx used %u",
+        (void *)s, cls, (unsigned long)atomic_load(&s->owner), atomic_load(&s->state), s->queue,
+        s->notify, (unsigned long)unit_remote_word(s), hm_span_used(s));
   atomic_store(&s->state, HM_SPAN_OWNED); /* as a heap takes it */
   return s;
 }
@@ -228,14 +212,13 @@ static void finish(hm_span *s, hm_block **held, size_t n, const char *what)
   free_remote_range(s, held, 0, n);
   take_inbox(s);
   if (atomic_load(&s->state) == HM_SPAN_LISTED) {
-    CHECK(times_listed(s) == 1, "%s: listed span %p is on its stack %u times", what,
-          (void *)s, times_listed(s));
+    CHECK(times_listed(s) == 1, "%s: listed span %p is on its stack %u times", what, (void *)s,
+          times_listed(s));
     CHECK(hm_arena_take_span(arena, s->cls, true) == s, "%s: listed span %p not taken", what,
           (void *)s);
   }
   if (s->notify == HM_NOTIFY_ARMED)
-    CHECK(hm_span_disarm(s), "%s: disarm of span %p with every block free failed", what,
-          (void *)s);
+    CHECK(hm_span_disarm(s), "%s: disarm of span %p with every block free failed", what, (void *)s);
   CHECK(hm_span_is_unused(s), "%s: span %p not unused (used %u, remote %u)", what, (void *)s,
         hm_span_used(s), hm_span_remote_count(s));
   unsigned granules = s->granules, cls = s->cls;
@@ -261,7 +244,8 @@ static void check_format_and_carve(void)
     check_is_block(s, all);
     release_all(s, blocks, all, "a drained span released with every block free");
   }
-  UNIT_PASS("format/collect: every class carves distinct, spaced, in-bounds blocks, then NULL;"
+  UNIT_PASS("format/collect: every class carves distinct, spaced, in-bounds "
+            "blocks, then NULL;"
             " used == blocks carved");
   UNIT_PASS("hm_span_is_block exact over header, carved and uncarved bytes");
 }
@@ -290,11 +274,10 @@ static void check_used(void)
   /* The local list taken: its blocks count as used again. */
   check_list(hm_span_collect(s), blocks, LOCAL, "collect with local and remote blocks");
   CHECK(hm_span_used(s) == cap && hm_span_remote_count(s) == cap - LOCAL && !hm_span_is_unused(s),
-        "after collecting the local list: used %u (expected %zu), remote %u", hm_span_used(s),
-        cap, hm_span_remote_count(s));
+        "after collecting the local list: used %u (expected %zu), remote %u", hm_span_used(s), cap,
+        hm_span_remote_count(s));
   hm_span_put_back(s, link_blocks(blocks + 3, 2));
-  CHECK(hm_span_used(s) == cap - 2, "put back 2: used %u, expected %zu", hm_span_used(s),
-        cap - 2);
+  CHECK(hm_span_used(s) == cap - 2, "put back 2: used %u, expected %zu", hm_span_used(s), cap - 2);
   hm_span_put_back(s, NULL);
   CHECK(hm_span_used(s) == cap - 2, "put back of nothing changed used to %u", hm_span_used(s));
   /* The rest of the local list back: unused again, given back. */
@@ -305,7 +288,8 @@ static void check_used(void)
   unsigned granules = s->granules;
   hm_span_release(s, NULL);
   check_let_go_unused(s, CLS, granules, "an unused span released");
-  UNIT_PASS("used: == blocks carved after collect, put_back subtracts the list length, "
+  UNIT_PASS("used: == blocks carved after collect, put_back subtracts the list "
+            "length, "
             "unused iff used == remote count");
 }
 
@@ -327,19 +311,21 @@ static void check_collect_order(void)
   hm_span_free_remote(s, blocks[9]);
   check_list(hm_span_collect(s), blocks, 1, "collect with a local and 2 remote blocks");
   CHECK(hm_span_remote_count(s) == 2 && hm_span_used(s) == n,
-        "collect of the local list touched the remote list (count %u) or used (%u)",
+        "collect of the local list touched the remote list (count %u) or used "
+        "(%u)",
         hm_span_remote_count(s), hm_span_used(s));
   hm_block *expected[] = {blocks[9], blocks[5]};
   check_list(hm_span_collect(s), expected, 2, "collect with 2 remote blocks");
-  CHECK(remote_word(s) == 0 && hm_span_used(s) == n && hm_span_carved_blocks(s) == n,
+  CHECK(unit_remote_word(s) == 0 && hm_span_used(s) == n && hm_span_carved_blocks(s) == n,
         "after taking the remote list: remote %#lx, used %u, carved %u",
-        (unsigned long)remote_word(s), hm_span_used(s), hm_span_carved_blocks(s));
+        (unsigned long)unit_remote_word(s), hm_span_used(s), hm_span_carved_blocks(s));
   hm_block *more = hm_span_collect(s);
   size_t m = check_carved(s, more, n);
   for (size_t i = 0; i < m; i++, more = more->next)
     blocks[n + i] = more;
   release_all(s, blocks, n + m, "collect order");
-  UNIT_PASS("collect order: local list, then remote list (newest first), then carving");
+  UNIT_PASS("collect order: local list, then remote list (newest first), then "
+            "carving");
 }
 
 /* Blocks freed by other threads are pushed and counted in one word. */
@@ -351,25 +337,27 @@ static void check_remote_free(void)
   hm_block *freed[] = {blocks[5], blocks[9], blocks[2]};
   for (size_t i = 0; i < 3; i++) {
     hm_span_free_remote(s, freed[i]);
-    CHECK(freed[i]->key == hm_free_key, "remote-freed block %p not marked free",
-          (void *)freed[i]);
-    uint64_t remote = remote_word(s);
+    CHECK(freed[i]->key == hm_free_key, "remote-freed block %p not marked free", (void *)freed[i]);
+    uint64_t remote = unit_remote_word(s);
     CHECK(hm_remote_list(remote) == freed[i] && hm_remote_count(remote) == i + 1 &&
               !(remote & HM_REMOTE_NOTIFY),
-          "after %zu remote frees the list starts at %p and counts %u (word %#lx)", i + 1,
-          (void *)hm_remote_list(remote), hm_remote_count(remote), (unsigned long)remote);
+          "after %zu remote frees the list starts at %p and counts %u (word "
+          "%#lx)",
+          i + 1, (void *)hm_remote_list(remote), hm_remote_count(remote), (unsigned long)remote);
   }
   CHECK(atomic_load(&s->state) == HM_SPAN_OWNED && times_listed(s) == 0 &&
             atomic_load(&heap->inbox) == NULL && hm_span_used(s) == hm_class_capacity(CLS),
-        "remote frees into an unarmed owned span: state %u, listed %u, inbox %p, used %u",
+        "remote frees into an unarmed owned span: state %u, listed %u, inbox "
+        "%p, used %u",
         atomic_load(&s->state), times_listed(s), (void *)atomic_load(&heap->inbox),
         hm_span_used(s));
   hm_block *expected[] = {freed[2], freed[1], freed[0]};
   check_list(hm_span_collect(s), expected, 3, "collect after 3 remote frees");
-  CHECK(remote_word(s) == 0, "the remote list is not empty once collected");
+  CHECK(unit_remote_word(s) == 0, "the remote list is not empty once collected");
   CHECK(hm_span_collect(s) == NULL, "collect after taking the remote list returned a block");
   release_all(s, blocks, hm_class_capacity(CLS), "remote free");
-  UNIT_PASS("remote frees push and count in one word; the owner collects them newest first");
+  UNIT_PASS("remote frees push and count in one word; the owner collects them "
+            "newest first");
 }
 
 enum { WCLS = 30 }; /* 68 blocks a span: the wake count is 8 */
@@ -379,22 +367,24 @@ static void check_arm(void)
   hm_span *s = take_full(WCLS, blocks);
   own(s, (uintptr_t)heap | HM_OWNER_PARKED, HM_Q_FULL);
   CHECK(hm_span_arm(s), "arm of a full span with an empty remote list failed");
-  CHECK(remote_word(s) == HM_REMOTE_NOTIFY && s->notify == HM_NOTIFY_ARMED,
-        "armed: remote %#lx notify %u", (unsigned long)remote_word(s), s->notify);
-  CHECK(!hm_span_arm(s) && remote_word(s) == HM_REMOTE_NOTIFY && s->notify == HM_NOTIFY_ARMED,
-        "arm of an armed span: remote %#lx notify %u", (unsigned long)remote_word(s), s->notify);
-  CHECK(hm_span_disarm(s) && remote_word(s) == 0 && s->notify == HM_NOTIFY_NONE,
-        "disarm: remote %#lx notify %u", (unsigned long)remote_word(s), s->notify);
+  CHECK(unit_remote_word(s) == HM_REMOTE_NOTIFY && s->notify == HM_NOTIFY_ARMED,
+        "armed: remote %#lx notify %u", (unsigned long)unit_remote_word(s), s->notify);
+  CHECK(!hm_span_arm(s) && unit_remote_word(s) == HM_REMOTE_NOTIFY && s->notify == HM_NOTIFY_ARMED,
+        "arm of an armed span: remote %#lx notify %u", (unsigned long)unit_remote_word(s),
+        s->notify);
+  CHECK(hm_span_disarm(s) && unit_remote_word(s) == 0 && s->notify == HM_NOTIFY_NONE,
+        "disarm: remote %#lx notify %u", (unsigned long)unit_remote_word(s), s->notify);
   hm_span_free_remote(s, blocks[0]);
-  uint64_t before = remote_word(s);
+  uint64_t before = unit_remote_word(s);
   CHECK(!hm_span_arm(s), "arm with a block on the remote list succeeded");
-  CHECK(remote_word(s) == before && s->notify == HM_NOTIFY_NONE,
+  CHECK(unit_remote_word(s) == before && s->notify == HM_NOTIFY_NONE,
         "a failed arm changed remote %#lx to %#lx / notify to %u", (unsigned long)before,
-        (unsigned long)remote_word(s), s->notify);
+        (unsigned long)unit_remote_word(s), s->notify);
   check_list(hm_span_collect(s), blocks, 1, "collect after a failed arm");
   CHECK(hm_span_arm(s), "arm after collecting failed");
   finish(s, blocks, hm_class_capacity(WCLS), "arm");
-  UNIT_PASS("arm: sets HM_REMOTE_NOTIFY and ARMED on an empty remote word, fails otherwise");
+  UNIT_PASS("arm: sets HM_REMOTE_NOTIFY and ARMED on an empty remote word, "
+            "fails otherwise");
 }
 
 /* Remote frees into a parked span of a heap: the one that brings the count
@@ -412,25 +402,29 @@ static void check_wake_to_heap(void)
     CHECK(hm_span_arm(s), "round %d: arm failed", round);
     for (uint32_t i = 0; i + 1 < wake; i++) {
       hm_span_free_remote(s, blocks[i]);
-      CHECK(flag_set(s) && hm_span_remote_count(s) == i + 1 &&
-                atomic_load(&heap->inbox) == NULL && s->notify == HM_NOTIFY_ARMED,
+      CHECK(flag_set(s) && hm_span_remote_count(s) == i + 1 && atomic_load(&heap->inbox) == NULL &&
+                s->notify == HM_NOTIFY_ARMED,
             "round %d, %u of %u frees: remote %#lx, inbox %p, notify %u", round, i + 1, wake,
-            (unsigned long)remote_word(s), (void *)atomic_load(&heap->inbox), s->notify);
+            (unsigned long)unit_remote_word(s), (void *)atomic_load(&heap->inbox), s->notify);
     }
     hm_span_free_remote(s, blocks[wake - 1]);
-    CHECK(!flag_set(s) && hm_span_remote_count(s) == wake, "round %d: wake-count free left "
-          "remote %#lx", round, (unsigned long)remote_word(s));
+    CHECK(!flag_set(s) && hm_span_remote_count(s) == wake,
+          "round %d: wake-count free left "
+          "remote %#lx",
+          round, (unsigned long)unit_remote_word(s));
     CHECK(atomic_load(&heap->inbox) == s && atomic_load(&s->link.next) == NULL,
           "round %d: after %u frees the inbox holds %p (expected span %p alone)", round, wake,
           (void *)atomic_load(&heap->inbox), (void *)s);
     CHECK(atomic_load(&s->owner) == owners[round] && atomic_load(&s->state) == HM_SPAN_OWNED &&
               times_listed(s) == 0,
-          "round %d: delivery changed owner to %#lx / state to %u, or listed the span", round,
-          (unsigned long)atomic_load(&s->owner), atomic_load(&s->state));
+          "round %d: delivery changed owner to %#lx / state to %u, or listed "
+          "the span",
+          round, (unsigned long)atomic_load(&s->owner), atomic_load(&s->state));
     free_remote_range(s, blocks, wake, cap);
     CHECK(atomic_load(&heap->inbox) == s && atomic_load(&s->link.next) == NULL && !flag_set(s),
-          "round %d: frees past the wake count delivered again (inbox %p, next %p)", round,
-          (void *)atomic_load(&heap->inbox), (void *)atomic_load(&s->link.next));
+          "round %d: frees past the wake count delivered again (inbox %p, next "
+          "%p)",
+          round, (void *)atomic_load(&heap->inbox), (void *)atomic_load(&s->link.next));
     CHECK(take_inbox(s), "round %d: the inbox is empty", round);
     hm_block *list = hm_span_collect(s);
     CHECK(list_length(list) == cap && list == blocks[cap - 1],
@@ -439,7 +433,8 @@ static void check_wake_to_heap(void)
     CHECK(hm_span_collect(s) == NULL, "round %d: span not full after collecting", round);
   }
   finish(s, blocks, cap, "wake to heap");
-  UNIT_PASS("a parked span is delivered to its heap's inbox by the wake-count-th remote free, "
+  UNIT_PASS("a parked span is delivered to its heap's inbox by the "
+            "wake-count-th remote free, "
             "exactly once");
 }
 
@@ -457,13 +452,14 @@ static void check_wake_to_arena(void)
     hm_span_free_remote(s, blocks[i]);
     CHECK(flag_set(s) && atomic_load(&s->state) == HM_SPAN_DETACHED && times_listed(s) == 0,
           "%u of %u frees: remote %#lx, state %u, listed %u", i + 1, wake,
-          (unsigned long)remote_word(s), atomic_load(&s->state), times_listed(s));
+          (unsigned long)unit_remote_word(s), atomic_load(&s->state), times_listed(s));
   }
   hm_span_free_remote(s, blocks[wake - 1]);
   CHECK(!flag_set(s) && atomic_load(&s->state) == HM_SPAN_LISTED && times_listed(s) == 1 &&
             atomic_load(&heap->inbox) == NULL,
-        "wake-count free of a detached span: remote %#lx, state %u, listed %u, inbox %p",
-        (unsigned long)remote_word(s), atomic_load(&s->state), times_listed(s),
+        "wake-count free of a detached span: remote %#lx, state %u, listed %u, "
+        "inbox %p",
+        (unsigned long)unit_remote_word(s), atomic_load(&s->state), times_listed(s),
         (void *)atomic_load(&heap->inbox));
   free_remote_range(s, blocks, wake, wake + 2);
   CHECK(times_listed(s) == 1 && atomic_load(&s->state) == HM_SPAN_LISTED,
@@ -473,10 +469,11 @@ static void check_wake_to_arena(void)
   atomic_store(&s->state, HM_SPAN_OWNED); /* as a heap takes it */
   s->notify = HM_NOTIFY_NONE;
   hm_block *list = hm_span_collect(s);
-  CHECK(list_length(list) == wake + 2, "collect took %zu blocks, %u were freed",
-        list_length(list), wake + 2);
+  CHECK(list_length(list) == wake + 2, "collect took %zu blocks, %u were freed", list_length(list),
+        wake + 2);
   finish(s, blocks, cap, "wake to arena");
-  UNIT_PASS("a detached span is listed by the wake-count-th remote free, exactly once");
+  UNIT_PASS("a detached span is listed by the wake-count-th remote free, "
+            "exactly once");
 }
 
 /* The owner's exchange of the remote word tells it where the notification
@@ -493,22 +490,24 @@ static void check_take_remote_flags(void)
     const char *how = via_collect ? "collect" : "take_remote";
     /* An empty list is not exchanged: the flag stays. */
     CHECK(hm_span_arm(s), "%s: arm failed", how);
-    CHECK(take(s) == NULL && remote_word(s) == HM_REMOTE_NOTIFY && s->notify == HM_NOTIFY_ARMED,
-          "%s of an armed empty span: remote %#lx notify %u", how, (unsigned long)remote_word(s),
-          s->notify);
+    CHECK(take(s) == NULL && unit_remote_word(s) == HM_REMOTE_NOTIFY &&
+              s->notify == HM_NOTIFY_ARMED,
+          "%s of an armed empty span: remote %#lx notify %u", how,
+          (unsigned long)unit_remote_word(s), s->notify);
     /* The owner takes the flag off with the list. */
     hm_span_free_remote(s, blocks[0]);
     check_list(take(s), blocks, 1, "one block after arming");
-    CHECK(remote_word(s) == 0 && s->notify == HM_NOTIFY_NONE,
+    CHECK(unit_remote_word(s) == 0 && s->notify == HM_NOTIFY_NONE,
           "%s of a word with the flag: remote %#lx notify %u (expected 0, NONE)", how,
-          (unsigned long)remote_word(s), s->notify);
+          (unsigned long)unit_remote_word(s), s->notify);
     /* A freer took it: PENDING, and stays so until the delivery is in. */
     CHECK(hm_span_arm(s), "%s: second arm failed", how);
     free_remote_range(s, blocks, 0, wake);
     CHECK(atomic_load(&heap->inbox) == s, "%s: no delivery after %u frees", how, wake);
     CHECK(list_length(take(s)) == wake && s->notify == HM_NOTIFY_PENDING,
-          "%s of a word without the flag while armed: notify %u (expected PENDING)", how,
-          s->notify);
+          "%s of a word without the flag while armed: notify %u (expected "
+          "PENDING)",
+          how, s->notify);
     hm_span_free_remote(s, blocks[0]);
     CHECK(list_length(take(s)) == 1 && s->notify == HM_NOTIFY_PENDING,
           "%s while PENDING changed notify to %u", how, s->notify);
@@ -519,7 +518,8 @@ static void check_take_remote_flags(void)
           "%s of a word without the flag while not armed: notify %u", how, s->notify);
   }
   finish(s, blocks, cap, "take_remote flags");
-  UNIT_PASS("collect/take_remote: exchanging the flag -> NONE; a word without it while "
+  UNIT_PASS("collect/take_remote: exchanging the flag -> NONE; a word without "
+            "it while "
             "ARMED -> PENDING; an empty list keeps the flag");
 }
 
@@ -529,19 +529,19 @@ static void check_disarm(void)
   size_t cap = hm_class_capacity(WCLS);
   uint32_t wake = hm_span_wake_count(s);
   own(s, (uintptr_t)heap | HM_OWNER_PARKED, HM_Q_FULL);
-  CHECK(hm_span_disarm(s) && remote_word(s) == 0 && s->notify == HM_NOTIFY_NONE,
-        "disarm of an unarmed span: remote %#lx notify %u", (unsigned long)remote_word(s),
+  CHECK(hm_span_disarm(s) && unit_remote_word(s) == 0 && s->notify == HM_NOTIFY_NONE,
+        "disarm of an unarmed span: remote %#lx notify %u", (unsigned long)unit_remote_word(s),
         s->notify);
   /* Armed, with blocks on the list below the wake count: the flag comes
    * off, the list stays, and no later free delivers. */
   CHECK(hm_span_arm(s), "arm failed");
   free_remote_range(s, blocks, 0, 3);
-  uint64_t before = remote_word(s);
+  uint64_t before = unit_remote_word(s);
   CHECK(hm_span_disarm(s), "disarm with the flag present failed");
-  CHECK(remote_word(s) == (before & ~(uint64_t)HM_REMOTE_NOTIFY) && hm_span_remote_count(s) == 3 &&
-            s->notify == HM_NOTIFY_NONE,
+  CHECK(unit_remote_word(s) == (before & ~(uint64_t)HM_REMOTE_NOTIFY) &&
+            hm_span_remote_count(s) == 3 && s->notify == HM_NOTIFY_NONE,
         "disarm: remote %#lx -> %#lx, notify %u", (unsigned long)before,
-        (unsigned long)remote_word(s), s->notify);
+        (unsigned long)unit_remote_word(s), s->notify);
   free_remote_range(s, blocks, 3, 3 + wake);
   CHECK(atomic_load(&heap->inbox) == NULL, "a disarmed span was delivered");
   CHECK(list_length(hm_span_collect(s)) == 3 + wake, "collect after disarm lost blocks");
@@ -553,11 +553,12 @@ static void check_disarm(void)
   CHECK(!hm_span_disarm(s) && s->notify == HM_NOTIFY_PENDING,
         "second disarm while PENDING: notify %u", s->notify);
   CHECK(hm_span_remote_count(s) == wake && !flag_set(s), "disarm changed the remote word %#lx",
-        (unsigned long)remote_word(s));
+        (unsigned long)unit_remote_word(s));
   CHECK(take_inbox(s), "no delivery after the freer took the flag");
   CHECK(hm_span_disarm(s), "disarm after the delivery came in failed");
   finish(s, blocks + wake, cap - wake, "disarm");
-  UNIT_PASS("disarm: ARMED with the flag -> true, flag off, NONE; after a freer took it -> "
+  UNIT_PASS("disarm: ARMED with the flag -> true, flag off, NONE; after a "
+            "freer took it -> "
             "false, PENDING");
 }
 
@@ -587,20 +588,20 @@ static void check_to_arena(void)
     hm_span_put_back(s, link_blocks(blocks, local));
     free_remote_range(s, blocks, local, local + remote);
     hm_span_to_arena(s);
-    CHECK(atomic_load(&s->owner) == 0 && s->queue == HM_Q_NONE,
-          "%s: let go, owner %#lx queue %u", what, (unsigned long)atomic_load(&s->owner),
-          s->queue);
+    CHECK(atomic_load(&s->owner) == 0 && s->queue == HM_Q_NONE, "%s: let go, owner %#lx queue %u",
+          what, (unsigned long)atomic_load(&s->owner), s->queue);
     CHECK(hm_span_remote_count(s) == remote, "%s: the remote list counts %u, expected %u", what,
           hm_span_remote_count(s), remote);
     size_t next = local + remote;
     if (local + remote >= wake) {
       CHECK(atomic_load(&s->state) == HM_SPAN_LISTED && times_listed(s) == 1 && !flag_set(s),
-            "%s: state %u, listed %u, remote %#lx (expected listed once, no flag)", what,
-            atomic_load(&s->state), times_listed(s), (unsigned long)remote_word(s));
+            "%s: state %u, listed %u, remote %#lx (expected listed once, no "
+            "flag)",
+            what, atomic_load(&s->state), times_listed(s), (unsigned long)unit_remote_word(s));
     } else {
       CHECK(atomic_load(&s->state) == HM_SPAN_DETACHED && times_listed(s) == 0 && flag_set(s),
             "%s: state %u, listed %u, remote %#lx (expected detached, flag set)", what,
-            atomic_load(&s->state), times_listed(s), (unsigned long)remote_word(s));
+            atomic_load(&s->state), times_listed(s), (unsigned long)unit_remote_word(s));
       /* Hysteresis: one free does not list it unless it completes the count. */
       while (hm_span_remote_count(s) + 1 < wake) {
         hm_span_free_remote(s, blocks[next++]);
@@ -609,8 +610,9 @@ static void check_to_arena(void)
       }
       hm_span_free_remote(s, blocks[next++]);
       CHECK(atomic_load(&s->state) == HM_SPAN_LISTED && times_listed(s) == 1 && !flag_set(s),
-            "%s: after the wake-count-th remote free: state %u, listed %u, remote %#lx", what,
-            atomic_load(&s->state), times_listed(s), (unsigned long)remote_word(s));
+            "%s: after the wake-count-th remote free: state %u, listed %u, "
+            "remote %#lx",
+            what, atomic_load(&s->state), times_listed(s), (unsigned long)unit_remote_word(s));
     }
     finish(s, blocks + next, cap - next, what);
   }
@@ -626,7 +628,7 @@ static void check_to_arena(void)
     hm_span_to_arena(s);
     CHECK(atomic_load(&s->state) == HM_SPAN_DETACHED && flag_set(s),
           "%u local free blocks: state %u, remote %#lx", local, atomic_load(&s->state),
-          (unsigned long)remote_word(s));
+          (unsigned long)unit_remote_word(s));
     size_t next = local;
     uint32_t listed_at = 0;
     for (uint32_t i = 1; i <= wake && listed_at == 0; i++) {
@@ -637,7 +639,8 @@ static void check_to_arena(void)
     CHECK(listed_at != 0 && times_listed(s) == 1,
           "%u local free blocks: not listed after %u remote frees (listed %u)", local, wake,
           times_listed(s));
-    printf("note: a detached span with %u local free blocks was listed by remote free %u "
+    printf("note: a detached span with %u local free blocks was listed by "
+           "remote free %u "
            "(wake count %u)\n",
            local, listed_at, wake);
     finish(s, blocks + next, cap - next, "local free below an eighth");
@@ -658,7 +661,8 @@ static void check_to_arena(void)
           atomic_load(&s->state), times_listed(s));
     finish(s, blocks, n, "partly carved");
   }
-  UNIT_PASS("to_arena: listed with an eighth free, else detached with the flag and listed by "
+  UNIT_PASS("to_arena: listed with an eighth free, else detached with the flag "
+            "and listed by "
             "the wake-count-th remote free, not one free earlier");
 }
 
@@ -688,7 +692,8 @@ static void check_release(void)
   CHECK(list_length(hm_span_collect(s)) == 1 && list_length(hm_span_collect(s)) == wake,
         "collect after detach: local then remote");
   release_all(s, blocks, cap, "released with every block free");
-  UNIT_PASS("release lists a span with an eighth free, detaches a fuller one, gives an "
+  UNIT_PASS("release lists a span with an eighth free, detaches a fuller one, "
+            "gives an "
             "all-free one back to its region");
 }
 
@@ -730,23 +735,26 @@ static void check_empty_stack(void)
   free_remote_range(s, blocks, 0, 5);
   hm_span_release(s, link_blocks(blocks + 5, cap - 5));
   if (hm_pagemap_header(s) != s) {
-    printf("skip: unused spans go straight back to their region (no empty stack)\n");
+    printf("skip: unused spans go straight back to their region (no empty "
+           "stack)\n");
     unit_check_given_back(s, hm_class_granules[CLS], "released unused");
     hm_span_release(p, link_blocks(blocks + cap, cap));
     check_let_go_unused(p, CLS, p->granules, "released unused");
     return;
   }
-  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY && times_on(&arena->empty[CLS].stack, s) == 1 &&
-            atomic_load(&s->owner) == 0 && s->queue == HM_Q_NONE && hm_span_is_unused(s),
-        "released unused: state %u, on the empty stack %u times, owner %#lx, queue %u",
-        atomic_load(&s->state), times_on(&arena->empty[CLS].stack, s),
+  CHECK(atomic_load(&s->state) == HM_SPAN_EMPTY &&
+            unit_times_on(&arena->empty[CLS].stack, s) == 1 && atomic_load(&s->owner) == 0 &&
+            s->queue == HM_Q_NONE && hm_span_is_unused(s),
+        "released unused: state %u, on the empty stack %u times, owner %#lx, "
+        "queue %u",
+        atomic_load(&s->state), unit_times_on(&arena->empty[CLS].stack, s),
         (unsigned long)atomic_load(&s->owner), s->queue);
   /* A partial span of the class too: the empty one is taken first. */
   hm_span_release(p, link_blocks(blocks + cap, cap / 2));
   CHECK(atomic_load(&p->state) == HM_SPAN_LISTED && times_listed(p) == 1,
         "half-free span released: state %u, listed %u", atomic_load(&p->state), times_listed(p));
   CHECK(hm_arena_take_span(arena, CLS, true) == s, "take_span(partial) did not take the empty "
-        "span first");
+                                                   "span first");
   CHECK(times_listed(p) == 1, "taking the empty span took the partial one too");
   atomic_store(&s->state, HM_SPAN_OWNED);
   /* Its free blocks come back, local then remote, with nothing carved. */
@@ -768,13 +776,14 @@ static void check_empty_stack(void)
   hm_arena_purge(arena, false, false);
   CHECK(hm_pagemap_header(s) == NULL && (UNIT_WORD(used, s) & unit_run_bits(s, granules)) == 0,
         "an empty span survived a purge pass (page map %p)", hm_pagemap_header(s));
-  CHECK(times_on(&arena->empty[CLS].stack, s) == 0, "a given-back span is on the empty stack");
+  CHECK(unit_times_on(&arena->empty[CLS].stack, s) == 0, "a given-back span is on the empty stack");
   CHECK(times_listed(p) == 1 && hm_pagemap_header(p) == p, "a purge pass lost a partial span");
   CHECK(hm_arena_take_span(arena, CLS, true) == p, "the partial span was not taken");
   atomic_store(&p->state, HM_SPAN_OWNED);
   CHECK(list_length(hm_span_collect(p)) == cap / 2, "the partial span's free blocks are lost");
   release_all(p, blocks + cap, cap, "partial span, all freed");
-  UNIT_PASS("an unused span waits on its class's empty stack with its free blocks, is taken "
+  UNIT_PASS("an unused span waits on its class's empty stack with its free "
+            "blocks, is taken "
             "before a partial one, and a purge pass gives it back");
 }
 
@@ -831,9 +840,10 @@ static void check_to_arena_race(void)
     unit_wait_for(&round_freed, r);
     unsigned state = atomic_load(&s->state), listed = times_listed(s);
     CHECK(state == HM_SPAN_LISTED && listed == 1 && !flag_set(s),
-          "round %u: span let go has state %u, listed %u times, remote %#lx (expected listed "
+          "round %u: span let go has state %u, listed %u times, remote %#lx "
+          "(expected listed "
           "once, no flag)",
-          r, state, listed, (unsigned long)remote_word(s));
+          r, state, listed, (unsigned long)unit_remote_word(s));
     CHECK(hm_arena_take_span(arena, WCLS, true) == s, "round %u: listed span not taken", r);
     own(s, (uintptr_t)heap, HM_Q_PARTIAL);
     CHECK(list_length(hm_span_collect(s)) == race_wake && hm_span_collect(s) == NULL,
@@ -853,8 +863,10 @@ static void check_to_arena_race(void)
   }
   CHECK(pthread_join(freer, NULL) == 0, "pthread_join failed");
   finish(s, blocks, hm_class_capacity(WCLS), "to_arena race");
-  printf("ok: to_arena/remote-free race, %d rounds: listed exactly once every round "
-         "(let go before the frees in %u, amid them in %u, after them in %u; final delay %u)\n",
+  printf("ok: to_arena/remote-free race, %d rounds: listed exactly once every "
+         "round "
+         "(let go before the frees in %u, amid them in %u, after them in %u; "
+         "final delay %u)\n",
          TO_ARENA_ROUNDS, before, amid, TO_ARENA_ROUNDS - before - amid, delay);
 }
 
@@ -922,8 +934,7 @@ static void check_arm_race(void)
         if (hm_span_disarm(s)) {
           disarmed++;
         } else {
-          CHECK(s->notify == HM_NOTIFY_PENDING, "round %u: disarm false, notify %u", r,
-                s->notify);
+          CHECK(s->notify == HM_NOTIFY_PENDING, "round %u: disarm false, notify %u", r, s->notify);
           taken_by_freer++;
         }
       }
@@ -949,8 +960,7 @@ static void check_arm_race(void)
         size_t i = off / s->block_size;
         CHECK(seen[i]++ == 0, "round %u: block %zu collected twice", r, i);
       }
-      CHECK(collected <= arm_cap, "round %u: %zu blocks collected of %zu", r, collected,
-            arm_cap);
+      CHECK(collected <= arm_cap, "round %u: %zu blocks collected of %zu", r, collected, arm_cap);
       /* A delivery comes only for an arming whose flag a freer took; the
        * owner may learn of it (PENDING) before or after it arrives. */
       if (s->notify == HM_NOTIFY_PENDING && atomic_load(&heap->inbox) != NULL) {
@@ -969,9 +979,9 @@ static void check_arm_race(void)
       deliveries++;
     }
     CHECK(atomic_load(&heap->inbox) == NULL, "round %u: a delivery nobody expected", r);
-    CHECK(remote_word(s) == (s->notify == HM_NOTIFY_ARMED ? HM_REMOTE_NOTIFY : 0),
+    CHECK(unit_remote_word(s) == (s->notify == HM_NOTIFY_ARMED ? HM_REMOTE_NOTIFY : 0),
           "round %u: remote word %#lx with notify %u after collecting everything", r,
-          (unsigned long)remote_word(s), s->notify);
+          (unsigned long)unit_remote_word(s), s->notify);
     if (s->notify == HM_NOTIFY_ARMED) {
       CHECK(hm_span_disarm(s), "round %u: disarm at the end failed", r);
       disarmed++;
@@ -982,10 +992,13 @@ static void check_arm_race(void)
   for (int t = 0; t < FREERS; t++)
     CHECK(pthread_join(freers[t], NULL) == 0, "pthread_join failed");
   CHECK(deliveries == taken_by_freer && armings == taken_by_freer + taken_by_owner + disarmed,
-        "%zu armings: %zu deliveries for %zu flags taken by freers, %zu taken back, %zu "
-        "disarmed", armings, deliveries, taken_by_freer, taken_by_owner, disarmed);
+        "%zu armings: %zu deliveries for %zu flags taken by freers, %zu taken "
+        "back, %zu "
+        "disarmed",
+        armings, deliveries, taken_by_freer, taken_by_owner, disarmed);
   finish(s, blocks, arm_cap, "arm race");
-  printf("ok: %d freers vs an arming owner, %d rounds: every block back once; %zu armings, "
+  printf("ok: %d freers vs an arming owner, %d rounds: every block back once; %zu "
+         "armings, "
          "%zu delivered, %zu taken back by the owner's exchange, %zu disarmed\n",
          FREERS, ARM_ROUNDS, armings, deliveries, taken_by_owner, disarmed);
 }
