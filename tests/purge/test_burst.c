@@ -28,11 +28,13 @@ static void report_stats(void)
     CHECK(st.regions_released > 0, "the burst's regions emptied but none was released");
 }
 
-/* Polls the RSS without calling the allocator. */
+/* Polls the RSS without calling the allocator, for WAIT_CAP_MS of the
+ * clock at most (a loaded machine stretches each sleep). */
 static size_t idle_until(size_t bound)
 {
+  double deadline = now_s() + WAIT_CAP_MS / 1000.0;
   size_t rss = rss_bytes();
-  for (int waited = 0; rss > bound && waited < WAIT_CAP_MS; waited += 50) {
+  while (rss > bound && now_s() < deadline) {
     sleep_ms(50);
     rss = rss_bytes();
   }
