@@ -118,7 +118,7 @@ static bool reclaim_unused(hm_arena *a)
   return any;
 }
 
-static void *claim_run(hm_arena *a, size_t count, bool *zeroed)
+void *hm_arena_alloc_run(hm_arena *a, size_t count, bool *zeroed)
 {
   void *run = claim_existing(a, count, zeroed);
   if (run == NULL) {
@@ -137,29 +137,6 @@ static void *claim_run(hm_arena *a, size_t count, bool *zeroed)
       run = claim_existing(a, count, zeroed);
     }
   }
-  return run;
-}
-
-bool hm_arena_released_since(hm_arena *a, uint32_t seen)
-{
-  uint32_t seq = atomic_load_explicit(&a->release_seq, memory_order_seq_cst);
-  int64_t deadline = hm_os_now_ms() + 1000;
-  while ((seq & 1) && hm_os_now_ms() < deadline) {
-    hm_os_yield();
-    seq = atomic_load_explicit(&a->release_seq, memory_order_acquire);
-  }
-  return seq != seen;
-}
-
-void *hm_arena_alloc_run(hm_arena *a, size_t count, bool *zeroed)
-{
-  uint32_t seen = atomic_load_explicit(&a->release_seq, memory_order_seq_cst);
-  void *run = claim_run(a, count, zeroed);
-  /* Out of address space while the purging thread unmaps regions that
-   * became empty (their free runs are out of reach already): once they are
-   * gone a new region fits. */
-  if (run == NULL && hm_arena_released_since(a, seen))
-    run = claim_run(a, count, zeroed);
   if (run == NULL)
     return NULL;
   if (!hm_os_commit(run, count * HM_GRANULE)) {
@@ -265,7 +242,7 @@ static void region_unlink(hm_arena *a, hm_region *r)
     }
 }
 
-static size_t release_regions(hm_arena *a, bool all)
+size_t hm_arena_release_regions(hm_arena *a, bool all)
 {
   hm_region *closed[64]; /* at most this many a call; the rest the next time */
   size_t n = 0;
@@ -286,15 +263,6 @@ static size_t release_regions(hm_arena *a, bool all)
   atomic_fetch_sub_explicit(&a->regions_live, n, memory_order_relaxed);
   atomic_fetch_add_explicit(&a->regions_released, n, memory_order_relaxed);
   return n * HM_REGION_SIZE;
-}
-
-size_t hm_arena_release_regions(hm_arena *a, bool all)
-{
-  /* One releasing thread at a time (the purging one): a plain sequence. */
-  atomic_fetch_add_explicit(&a->release_seq, 1, memory_order_seq_cst);
-  size_t released = release_regions(a, all);
-  atomic_fetch_add_explicit(&a->release_seq, 1, memory_order_release);
-  return released;
 }
 
 size_t hm_arena_resident(hm_arena *a)

@@ -26,10 +26,6 @@ typedef struct hm_arena {
   hm_region *_Atomic regions;
   hm_padded_stack partial[HM_CLASSES];
   hm_padded_stack empty[HM_CLASSES];
-  /* Odd while the purging thread releases regions (closed regions keep
-   * their address space until their grace period ends, so a new mapping
-   * may not fit under a limit yet); bumped again when it is done. */
-  _Atomic uint32_t release_seq;
   /* Statistics, updated on slow paths only. */
   _Atomic size_t regions_live, regions_released;
   _Atomic size_t spans_formed;
@@ -51,11 +47,6 @@ static inline int hm_arena_node(const hm_arena *a)
 }
 /* Bytes of the arena's regions that are resident (asks the OS). */
 size_t hm_arena_resident(hm_arena *a);
-
-/* For a mapping that failed: whether the arena released regions since
- * release_seq read `seen`, waiting (bounded, as the caller may be the
- * releasing thread) for a release under way: a new mapping may fit now. */
-bool hm_arena_released_since(hm_arena *a, uint32_t seen);
 
 /* A committed run of `count` (1..HM_RUN_MAX) granules, or NULL; *zeroed
  * tells whether it reads as zeros. */

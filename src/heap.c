@@ -443,7 +443,7 @@ static hm_block *alloc_direct(unsigned cls)
   return b;
 }
 
-static hm_heap *thread_start(void)
+hm_heap *hm_heap_thread_start(void)
 {
   hm_tls = &heap_starting;
   hm_process_init();
@@ -460,12 +460,6 @@ static hm_heap *thread_start(void)
   return h;
 }
 
-hm_heap *hm_heap_thread(void)
-{
-  hm_heap *h = hm_tls;
-  return h->kind == HM_HEAP_EMPTY ? thread_start() : h;
-}
-
 /* Whether the heap's lists may be used now: a private heap always, a
  * thread's heap unless the call is nested in one of its slow paths. */
 static bool usable(hm_heap *h)
@@ -477,7 +471,7 @@ static bool usable(hm_heap *h)
 void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
 {
   if (h->kind == HM_HEAP_EMPTY)
-    h = thread_start(); /* first: the class table is built at process start */
+    h = hm_heap_thread_start(); /* first: the class table is built at process start */
   else if (h->kind == HM_HEAP_PRIVATE)
     hm_heap_thread(); /* the gate and statistics of the calling thread */
   unsigned cls = hm_class_of(size);
@@ -565,14 +559,11 @@ static void free_into_parked(hm_heap *h, hm_span *s)
 {
   hm_gate_enter();
   span_to_partial(h, s);
-  bool left = hm_span_used(s) == 0;
-  if (left)
-    span_leave(h, s);
-  else
+  if (hm_span_used(s) != 0)
     enforce_budget(h);
   hm_gate_exit();
-  if (left)
-    hm_purge_tick();
+  if (hm_span_used(s) == 0)
+    hm_heap_span_unused(h, s);
 }
 
 void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)

@@ -96,6 +96,20 @@ static inline void hm_count(size_t *counter)
 }
 
 extern __thread hm_heap *hm_tls __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* Builds the calling thread's heap (and starts the process); returns it,
+ * or a sentinel if it cannot be had yet. */
+hm_heap *hm_heap_thread_start(void);
+/* The calling thread's heap, built if it has none yet: threads that only
+ * free or only use private heaps get one too, so their slow paths count on
+ * their own heap's words (the fork gate, statistics), not on the words all
+ * heapless threads share. */
+static inline hm_heap *hm_heap_thread(void)
+{
+  hm_heap *h = hm_tls;
+  return h->kind == HM_HEAP_EMPTY ? hm_heap_thread_start() : h;
+}
+
 extern HM_HIDDEN hm_heap hm_heap_empty;
 
 static inline bool hm_heap_is_private(const hm_heap *h)
@@ -106,11 +120,6 @@ static inline bool hm_heap_is_private(const hm_heap *h)
 /* A small block from heap `h` when the fast path found none; *old_key
  * receives what the block's key word held. */
 void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
-/* The calling thread's heap, built (and the process started) if it has
- * none yet. Also for threads that only free or only use private heaps:
- * their slow paths then count on their own heap's words (the fork gate,
- * statistics), not on the words all heapless threads share. */
-hm_heap *hm_heap_thread(void);
 /* A trim: the calling thread's heap lets go of its unused spans at once,
  * the other threads' at their next slow path. */
 void hm_heap_trim(void);

@@ -84,11 +84,7 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
     }
   } else {
     size_t bytes = granules * HM_GRANULE;
-    size_t at = align > HM_GRANULE ? align : HM_GRANULE;
-    uint32_t seen = atomic_load_explicit(&a->release_seq, memory_order_seq_cst);
-    hm_span *s = hm_os_reserve(bytes, at, true);
-    if (s == NULL && hm_arena_released_since(a, seen))
-      s = hm_os_reserve(bytes, at, true);
+    hm_span *s = hm_os_reserve(bytes, align > HM_GRANULE ? align : HM_GRANULE, true);
     if (s != NULL) {
       hm_topology_bind(s, bytes, hm_arena_node(a));
       p = finish(s, a, HM_KIND_HUGE, bytes, align);
