@@ -1,5 +1,6 @@
 #include "arena.h"
 
+#include "config.h"
 #include "pagemap.h"
 #include "purge.h"
 #include "rcu.h"
@@ -90,16 +91,19 @@ void hm_arena_push_empty(hm_span *s)
 }
 
 /* Gives back every empty span, and every partial span that became unused;
- * pushes the others again. Returns whether anything was given back. */
-static bool reclaim_unused(hm_arena *a)
+ * pushes the others again. Looks at `*pops` spans at most, counting them
+ * down. Returns whether anything was given back. */
+static bool reclaim_unused(hm_arena *a, size_t *pops)
 {
   bool any = false;
   hm_rcu_enter();
   for (unsigned c = 0; c < HM_CLASSES; c++) {
-    for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->empty[c].stack)) != NULL; any = true)
+    for (hm_span *s; *pops > 0 && (s = (hm_span *)hm_stack_pop(&a->empty[c].stack)) != NULL;
+         any = true, --*pops)
       hm_arena_give_back(s);
     hm_link *keep = NULL;
-    for (hm_span *s; (s = (hm_span *)hm_stack_pop(&a->partial[c].stack)) != NULL;) {
+    for (hm_span *s; *pops > 0 && (s = (hm_span *)hm_stack_pop(&a->partial[c].stack)) != NULL;
+         --*pops) {
       if (hm_span_is_unused(s)) {
         hm_arena_give_back(s);
         any = true;
@@ -133,7 +137,7 @@ void *hm_arena_alloc_run(hm_arena *a, size_t count, bool *zeroed)
        * whole new region first. */
       run = hm_region_claim(r, count, zeroed);
       region_publish(a, r);
-    } else if (reclaim_unused(a)) {
+    } else if (reclaim_unused(a, &(size_t){SIZE_MAX})) {
       run = claim_existing(a, count, zeroed);
     }
   }
@@ -201,22 +205,64 @@ hm_span *hm_arena_take_span(hm_arena *a, unsigned cls, bool partial)
   return s != NULL ? s : span_new(a, cls);
 }
 
+/* The regions' part of a pass, from *at on; on a cut, *at says where. */
+static void purge_regions(hm_arena *a, bool all, bool now, hm_purge_at *at,
+                          struct hm_purge_result *out)
+{
+  size_t calls = out->calls, bytes = out->bytes;
+  hm_rcu_enter();
+  size_t i = 1;
+  hm_region *r = first_region(a);
+  for (; r != NULL && i < at->step; r = next_region(r))
+    i++;
+  for (; r != NULL; r = next_region(r), i++) {
+    size_t word = hm_region_purge(r, all, now, i == at->step ? at->word : 0, out);
+    if (out->cut) {
+      *at = (hm_purge_at){i, word};
+      break;
+    }
+  }
+  hm_rcu_exit();
+  if (!out->cut)
+    *at = (hm_purge_at){i, 0};
+  atomic_fetch_add_explicit(&a->purge_calls, out->calls - calls, memory_order_relaxed);
+  atomic_fetch_add_explicit(&a->purged_bytes, out->bytes - bytes, memory_order_relaxed);
+}
+
+void hm_arena_purge_from(hm_arena *a, bool all, bool now, hm_purge_at *at,
+                         struct hm_purge_result *out)
+{
+  if (at->step == 0) {
+    size_t pops = out->limit != 0 ? HM_PURGE_TICK_SPANS : SIZE_MAX;
+    reclaim_unused(a, &pops);
+    if (pops == 0) {
+      out->cut = true;
+      return;
+    }
+    *at = (hm_purge_at){1, 0};
+  }
+  if (at->step != SIZE_MAX) {
+    purge_regions(a, all, now, at, out);
+    if (out->cut)
+      return;
+    at->step = SIZE_MAX; /* the huge cache's step */
+  }
+  hm_huge_cache_purge(a, all, now, out);
+  if (!out->cut)
+    *at = (hm_purge_at){0, 0};
+}
+
 size_t hm_arena_purge(hm_arena *a, bool all, bool now)
 {
-  reclaim_unused(a);
+  hm_purge_at at = {0, 0};
   struct hm_purge_result out = {0};
-  hm_rcu_enter();
-  for (hm_region *r = first_region(a); r; r = next_region(r))
-    hm_region_purge(r, all, now, &out);
-  hm_rcu_exit();
-  atomic_fetch_add_explicit(&a->purge_calls, out.calls, memory_order_relaxed);
-  atomic_fetch_add_explicit(&a->purged_bytes, out.bytes, memory_order_relaxed);
+  hm_arena_purge_from(a, all, now, &at, &out);
   return out.idle;
 }
 
 bool hm_arena_has_idle(hm_arena *a)
 {
-  bool idle = false;
+  bool idle = atomic_load_explicit(&a->huge_cache.bytes, memory_order_relaxed) != 0;
   for (unsigned c = 0; c < HM_CLASSES && !idle; c++)
     idle = hm_stack_node(atomic_load_explicit(&a->empty[c].stack.head, memory_order_relaxed)) !=
            NULL;

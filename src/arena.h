@@ -11,6 +11,7 @@
 #ifndef HM_ARENA_H
 #define HM_ARENA_H
 
+#include "huge_cache.h"
 #include "region.h"
 #include "size_class.h"
 #include "span.h"
@@ -31,6 +32,7 @@ typedef struct hm_arena {
   _Atomic size_t spans_formed;
   _Atomic size_t large_live, large_bytes;
   _Atomic size_t huge_live, huge_bytes;
+  hm_huge_cache huge_cache;
   _Atomic size_t purge_calls, purged_bytes;
   _Atomic size_t cross_node_frees; /* blocks of this node freed by threads of another */
 } hm_arena;
@@ -66,11 +68,24 @@ void hm_arena_push_empty(hm_span *s);
 /* Gives the granules of an unused span back to its region. */
 void hm_arena_give_back(hm_span *s);
 
-/* One purge pass: unused partial spans go back to their regions, and the
- * regions purge their aged granules (with `all`, every free one); `now`:
- * RSS must drop at once. */
-/* Returns the bytes left idle (free and resident) for the next pass. */
+/* One purge pass: unused partial spans go back to their regions, the
+ * regions purge their aged granules (with `all`, every free one), and the
+ * huge cache purges or unmaps the mappings that aged; `now`: RSS must drop
+ * at once. Returns the bytes left idle (free and resident) for the next
+ * pass. */
 size_t hm_arena_purge(hm_arena *a, bool all, bool now);
+
+/* Where a bounded pass stopped in an arena: step 0 gives unused spans
+ * back, step i purges the i-th region from `word` on, step SIZE_MAX the
+ * huge cache. Regions come and go between the two halves of a pass: the
+ * resumed one may look at a region twice or skip one, never more. */
+typedef struct hm_purge_at {
+  size_t step, word;
+} hm_purge_at;
+/* The pass from *at ({0, 0}: the start) within out->limit: on a cut
+ * (out->cut), *at says where to resume; else it is {0, 0} again. */
+void hm_arena_purge_from(hm_arena *a, bool all, bool now, hm_purge_at *at,
+                         struct hm_purge_result *out);
 /* Releases regions that are empty (`all`) or have been empty for a purge
  * pass, keeping the newest one unless `all`. Sleeps for an RCU grace period:
  * never on a malloc or free path. Returns the bytes released. */

@@ -17,6 +17,12 @@ struct hm_config {
 
 #define HM_PURGE_DELAY_DEFAULT_MS 1000
 #define HM_BACKGROUND_AUTO_BYTES ((size_t)64 << 20)
+/* What an application thread's purge pass may do before it leaves the rest
+ * to the background thread: bytes purged or unmapped, spans looked at. */
+#ifndef HM_PURGE_TICK_BYTES
+#define HM_PURGE_TICK_BYTES ((size_t)1 << 20)
+#endif
+#define HM_PURGE_TICK_SPANS 64
 
 extern HM_HIDDEN struct hm_config hm_config;
 

@@ -64,6 +64,9 @@ static hm_heap *pool_acquire(uint32_t kind)
   h->held = 0;
   h->limit = 0;
   h->large = NULL;
+  memset(&h->runs, 0, sizeof h->runs);
+  h->large_mallocs = h->large_frees = 0;
+  h->large_bytes_allocated = h->large_bytes_freed = 0;
   h->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
   atomic_store_explicit(&h->in_use, 1, memory_order_release);
   return h;
@@ -290,6 +293,7 @@ static void release_unused(hm_heap *h)
 {
   h->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
   drain_inbox(h);
+  hm_run_cache_flush(&h->runs);
   for (unsigned c = 0; c < HM_CLASSES; c++) {
     hm_bin *bin = &h->bins[c];
     hm_span *s = active_settle(h, c);
@@ -311,6 +315,7 @@ static void housekeeping(hm_heap *h)
     release_unused(h);
   drain_inbox(h);
   drain_large(h);
+  hm_run_cache_age(&h->runs);
 }
 
 /* ---- Allocation --------------------------------------------------------- */
@@ -607,6 +612,7 @@ static void flush(hm_heap *h)
 {
   hm_gate_enter();
   drain_inbox(h);
+  hm_run_cache_flush(&h->runs);
   for (unsigned c = 0; c < HM_CLASSES; c++) {
     hm_bin *bin = &h->bins[c];
     if (active_settle(h, c) != NULL)

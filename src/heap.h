@@ -25,6 +25,7 @@
 #define HM_HEAP_H
 
 #include "arena.h"
+#include "run_cache.h"
 
 enum hm_heap_kind {
   HM_HEAP_EMPTY = 0, /* the thread has no heap yet */
@@ -72,6 +73,10 @@ typedef struct hm_heap {
   size_t partial_bytes; /* bytes of its partial spans */
   hm_span *pending;  /* spans whose delivery an earlier owner of this structure awaited */
   hm_span *large;    /* private heaps: its large and huge blocks */
+  hm_run_cache runs; /* thread heaps: freed large runs kept for reuse */
+  /* Statistics of the large blocks this thread's heap handed out from its
+   * cache, or cached when freed (owner only, like hot[].mallocs). */
+  size_t large_mallocs, large_frees, large_bytes_allocated, large_bytes_freed;
   /* What other threads push: spans woken by remote frees, and (private
    * heaps) large blocks freed. The owner takes each list whole. */
   hm_span *_Atomic inbox __attribute__((aligned(HM_CACHE_LINE)));

@@ -3,7 +3,9 @@
 #include <errno.h>
 
 #include "arena.h"
+#include "gate.h"
 #include "pagemap.h"
+#include "purge.h"
 #include "heap.h"
 #include "stats.h"
 
@@ -57,6 +59,34 @@ static void *finish(hm_span *s, hm_arena *a, uint8_t kind, size_t bytes, size_t 
   return s->blocks;
 }
 
+/* A thread heap counts the large blocks its cache serves on plain
+ * counters of its own: no shared line is written on a cache hit. */
+static void count_cached(hm_heap *h, const hm_span *s, int sign)
+{
+  if (sign > 0) {
+    hm_count(&h->large_mallocs);
+    __atomic_store_n(&h->large_bytes_allocated, h->large_bytes_allocated + hm_large_usable(s),
+                     __ATOMIC_RELAXED);
+  } else {
+    hm_count(&h->large_frees);
+    __atomic_store_n(&h->large_bytes_freed, h->large_bytes_freed + hm_large_usable(s),
+                     __ATOMIC_RELAXED);
+  }
+}
+
+void *hm_large_alloc_cached(hm_heap *h, size_t size)
+{
+  if (size > (size_t)HM_RUN_MAX * HM_GRANULE - HM_HEADER_SIZE)
+    return NULL;
+  hm_span *s = hm_run_cache_take(&h->runs, granules_for(HM_HEADER_SIZE + size));
+  if (s == NULL)
+    return NULL;
+  s->blocks = (uint8_t *)s + HM_HEADER_SIZE;
+  atomic_store_explicit(&s->state, HM_SPAN_LIVE, memory_order_relaxed);
+  count_cached(h, s, 1);
+  return s->blocks;
+}
+
 void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
 {
   bool zeroed = true; /* a new mapping is */
@@ -84,9 +114,14 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
     }
   } else {
     size_t bytes = granules * HM_GRANULE;
-    hm_span *s = hm_os_reserve(bytes, align > HM_GRANULE ? align : HM_GRANULE, true);
+    hm_span *s = align < HM_GRANULE ? hm_huge_cache_take(a, granules) : NULL;
     if (s != NULL) {
+      zeroed = s->zeroed;
+      bytes = s->size; /* up to a quarter more than asked */
+    } else if ((s = hm_os_reserve(bytes, align > HM_GRANULE ? align : HM_GRANULE, true)) != NULL) {
       hm_topology_bind(s, bytes, hm_arena_node(a));
+    }
+    if (s != NULL) {
       p = finish(s, a, HM_KIND_HUGE, bytes, align);
       if (p == NULL)
         hm_os_release(s, bytes);
@@ -103,7 +138,16 @@ size_t hm_large_usable(const hm_span *s)
   return (size_t)((const uint8_t *)s + s->size - s->blocks);
 }
 
-void hm_large_free(hm_span *s, const void *p, const char *func)
+/* Whether a large run freed by heap `h`'s thread stays in its cache: a
+ * thread heap's run of the thread's own node that no private heap owns,
+ * unless freed memory must go back at once (purge delay 0). */
+static bool cacheable(const hm_heap *h, const hm_span *s)
+{
+  return s->kind == HM_KIND_LARGE && h->kind == HM_HEAP_THREAD && s->arena == h->arena &&
+         atomic_load_explicit(&s->owner, memory_order_relaxed) == 0 && !hm_purge_at_once();
+}
+
+void hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
 {
   /* Only a freed large run leaves its header in the page map; purged, the
    * header reads as zeros. */
@@ -114,6 +158,17 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
   uint32_t expected = HM_SPAN_LIVE;
   if (!atomic_compare_exchange_strong(&s->state, &expected, HM_SPAN_FREED))
     hm_fatal(func, "double free", p);
+  hm_gate_enter();
+  if (cacheable(h, s)) {
+    count_cached(h, s, -1);
+    hm_run_cache_age(&h->runs);
+    if (!hm_run_cache_put(&h->runs, s)) {
+      count_live(s, -1);
+      hm_large_release(s);
+    }
+    hm_gate_exit();
+    return;
+  }
   hm_stats_count_direct_free(hm_large_usable(s));
   if (s->arena != hm_arena_for_node(-1))
     atomic_fetch_add_explicit(&s->arena->cross_node_frees, 1, memory_order_relaxed);
@@ -123,6 +178,7 @@ void hm_large_free(hm_span *s, const void *p, const char *func)
     hm_heap_large_freed(owner, s); /* its heap lists it: the heap gives it back */
   else
     hm_large_release(s);
+  hm_gate_exit();
 }
 
 void hm_large_release(hm_span *s)
@@ -133,10 +189,21 @@ void hm_large_release(hm_span *s)
      * is reused. */
     hm_pagemap_clear((uint8_t *)s + HM_GRANULE, s->granules - 1);
     hm_arena_free_run(s, s->granules);
-  } else {
-    hm_pagemap_clear(s, mapped_granules(s));
-    hm_os_release(s, s->size);
+  } else if (!hm_huge_cache_put(s->arena, s)) {
+    hm_large_unmap(s);
   }
+}
+
+void hm_large_release_cached(hm_span *s)
+{
+  count_live(s, -1);
+  hm_large_release(s);
+}
+
+void hm_large_unmap(hm_span *s)
+{
+  hm_pagemap_clear(s, mapped_granules(s));
+  hm_os_release(s, s->size);
 }
 
 void hm_large_drop(hm_span *s)

@@ -35,12 +35,36 @@ static void end(void)
   atomic_store_explicit(&purging, false, memory_order_release);
 }
 
-static size_t pass(bool all, bool now)
+_Atomic uint32_t hm_purge_pass_count;
+
+/* Where a bounded pass stopped: the next pass, whoever runs it, finishes
+ * that one first. Only the thread that holds `purging` touches it. */
+static struct {
+  bool pending;
+  unsigned arena;
+  hm_purge_at at;
+} resume;
+
+/* A purge pass, or the rest of the one a bounded pass left; `limit`: the
+ * bytes it may purge or unmap (0: no bound). */
+static struct hm_purge_result pass(bool all, bool now, size_t limit)
 {
-  size_t idle = 0;
-  for (unsigned i = 0; i < hm_arena_count(); i++)
-    idle += hm_arena_purge(&hm_arenas[i], all, now);
-  return idle;
+  struct hm_purge_result out = {.limit = limit};
+  if (all || !resume.pending) {
+    resume.arena = 0;
+    resume.at = (hm_purge_at){0, 0};
+    atomic_fetch_add_explicit(&hm_purge_pass_count, 1, memory_order_relaxed);
+  }
+  for (unsigned i = resume.arena; i < hm_arena_count(); i++) {
+    hm_arena_purge_from(&hm_arenas[i], all, now, &resume.at, &out);
+    if (out.cut) {
+      resume.pending = true;
+      resume.arena = i;
+      return out;
+    }
+  }
+  resume.pending = false;
+  return out;
 }
 
 static void release_regions(bool all)
@@ -57,16 +81,20 @@ static bool has_idle(void)
   return false;
 }
 
+/* `arg` non-NULL: started right after a complete pass, so the next one is
+ * a delay away (one cut short goes on at once). */
 static void *background_main(void *arg)
 {
-  (void)arg;
+  if (arg != NULL)
+    hm_os_wait(&bg_nap, 0, interval_ms());
   for (;;) {
+    size_t idle = 0; /* what the next pass purges, or a region it releases */
     if (begin()) {
-      pass(false, !hm_config.purge_lazy);
+      idle = pass(false, !hm_config.purge_lazy, 0).idle;
       release_regions(false);
       end();
     }
-    if (has_idle()) {
+    if (idle != 0 || has_idle()) {
       hm_os_wait(&bg_nap, 0, interval_ms());
       continue;
     }
@@ -81,15 +109,16 @@ static void *background_main(void *arg)
   return NULL;
 }
 
-/* Starts the background thread unless it runs already; whether it runs. */
-static bool background_start(void)
+/* Starts the background thread unless it runs already; whether it runs.
+ * `after_pass`: a complete pass has just run. */
+static bool background_start(bool after_pass)
 {
   uint32_t state = atomic_load_explicit(&bg_state, memory_order_acquire);
   if (state != BG_NONE)
     return state == BG_RUNNING;
   if (!atomic_compare_exchange_strong(&bg_state, &state, BG_RUNNING))
     return state == BG_RUNNING;
-  if (hm_os_thread_start(background_main, NULL))
+  if (hm_os_thread_start(background_main, after_pass ? &bg_nap : NULL))
     return true;
   hm_warn("cannot start the background purge thread; purging on slow paths");
   atomic_store_explicit(&bg_state, BG_FAILED, memory_order_release);
@@ -101,18 +130,23 @@ void hm_purge_tick(void)
   if (hm_config.purge_delay_ms < 0)
     return;
   if (atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_RUNNING ||
-      (hm_config.background_thread == 1 && background_start()))
+      (hm_config.background_thread == 1 && background_start(false)))
     return;
   int64_t now = hm_os_now_ms();
   if (now < atomic_load_explicit(&next_pass_ms, memory_order_relaxed) || !begin())
     return;
   atomic_store_explicit(&next_pass_ms, now + interval_ms(), memory_order_relaxed);
-  size_t idle = pass(false, !hm_config.purge_lazy);
+  /* An application's call does a bounded share of the work, unless no
+   * thread may take the rest (HMALLOC_BACKGROUND_THREAD=0, or it failed). */
+  bool auto_bg = hm_config.background_thread < 0 &&
+                 atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_NONE;
+  struct hm_purge_result out = pass(false, !hm_config.purge_lazy, auto_bg ? HM_PURGE_TICK_BYTES : 0);
   end();
-  /* A burst left this much behind: from now on a thread keeps purging even
-   * when the program goes quiet, which slow paths cannot. */
-  if (hm_config.background_thread < 0 && idle >= HM_BACKGROUND_AUTO_BYTES)
-    background_start();
+  /* More than a little left, or a burst left this much behind: from now on
+   * a thread purges, also when the program goes quiet, which slow paths
+   * cannot. */
+  if (auto_bg && (out.cut || out.idle >= HM_BACKGROUND_AUTO_BYTES))
+    background_start(!out.cut);
 }
 
 void hm_purge_note_idle(void)
@@ -140,7 +174,7 @@ bool hm_purge_trim(void)
   hm_heap_trim();
   while (!begin())
     hm_os_yield();
-  pass(true, true);
+  pass(true, true, 0);
   release_regions(true);
   end();
   return returned_bytes() != before;

@@ -14,6 +14,14 @@
 
 #include "internal.h"
 
+/* Purge passes so far: the clock that cached large and huge blocks age by
+ * (reading it costs a load, unlike the system clock). */
+extern HM_HIDDEN _Atomic uint32_t hm_purge_pass_count;
+static inline uint32_t hm_purge_passes(void)
+{
+  return atomic_load_explicit(&hm_purge_pass_count, memory_order_relaxed);
+}
+
 /* Called at the end of slow paths, outside any allocator state. */
 void hm_purge_tick(void);
 /* Something became idle: wake the background thread if it sleeps. */

@@ -164,6 +164,7 @@ static void purge_word(hm_region *r, size_t w, uint64_t candidates, bool now,
     if (hm_os_purge((uint8_t *)r + (w * 64 + first) * HM_GRANULE, len * HM_GRANULE, now))
       zeroed |= mask;
     out->bytes += len * HM_GRANULE;
+    out->spent += len * HM_GRANULE;
     out->calls++;
     left &= ~mask;
   }
@@ -173,11 +174,34 @@ static void purge_word(hm_region *r, size_t w, uint64_t candidates, bool now,
   atomic_fetch_and_explicit(&r->used[w], ~take, memory_order_release);
 }
 
-void hm_region_purge(hm_region *r, bool all, bool now, struct hm_purge_result *out)
+/* The lowest of the candidates a bounded pass still has room for. */
+static uint64_t within_limit(uint64_t candidates, const struct hm_purge_result *out)
 {
-  for (size_t w = 0; w < HM_REGION_WORDS; w++) {
+  size_t room = out->spent < out->limit ? (out->limit - out->spent) / HM_GRANULE : 0;
+  uint64_t kept = 0;
+  for (; candidates != 0 && room > 0; room--) {
+    kept |= candidates & -candidates;
+    candidates &= candidates - 1;
+  }
+  return kept;
+}
+
+size_t hm_region_purge(hm_region *r, bool all, bool now, size_t from, struct hm_purge_result *out)
+{
+  for (size_t w = from; w < HM_REGION_WORDS; w++) {
     uint64_t dirty = load(&r->dirty[w]);
     uint64_t candidates = all ? dirty : dirty & load(&r->aged[w]);
+    if (candidates != 0 && out->limit != 0) {
+      uint64_t kept = within_limit(candidates, out);
+      if (kept != candidates) {
+        /* The word's marks stay as they are: the resumed pass purges what
+         * is left of it as this pass would have. */
+        if (kept != 0)
+          purge_word(r, w, kept, now, out);
+        out->cut = true;
+        return w;
+      }
+    }
     if (candidates != 0)
       purge_word(r, w, candidates, now, out);
     /* What is dirty and free now is purged by the next pass unless it is
@@ -186,6 +210,7 @@ void hm_region_purge(hm_region *r, bool all, bool now, struct hm_purge_result *o
     atomic_store_explicit(&r->aged[w], aged, memory_order_relaxed);
     out->idle += (size_t)__builtin_popcountll(aged) * HM_GRANULE;
   }
+  return HM_REGION_WORDS;
 }
 
 static uint64_t free_mask(size_t w)

@@ -59,10 +59,16 @@ struct hm_purge_result {
   size_t bytes; /* purged */
   size_t calls; /* madvise calls made */
   size_t idle;  /* free and resident after the pass: the next pass's work */
+  /* A bounded pass (an application thread's): the bytes it may purge or
+   * unmap (0: no bound), those it did, and whether it stopped short. */
+  size_t limit, spent;
+  bool cut;
 };
-/* Purges the aged free granules (with `all`, every dirty free granule);
- * `now`: RSS must drop at once. */
-void hm_region_purge(hm_region *r, bool all, bool now, struct hm_purge_result *out);
+/* Purges the aged free granules (with `all`, every dirty free granule)
+ * from word `from` on; `now`: RSS must drop at once. Returns the word a
+ * bounded pass stopped at, its candidates left aged for the pass's
+ * resumption, or HM_REGION_WORDS. */
+size_t hm_region_purge(hm_region *r, bool all, bool now, size_t from, struct hm_purge_result *out);
 /* Whether every granule but the header is free. */
 bool hm_region_is_empty(hm_region *r);
 /* Whether the region has been empty since the previous purge pass. */

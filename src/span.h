@@ -74,10 +74,12 @@ typedef struct hm_span {
   uint8_t notify;         /* enum hm_span_notify */
   bool zeroed; /* the span's memory read as zeros when it was formed */
   bool gradual; /* carve 4 blocks first, doubling (a private heap's span) */
+  bool purged;  /* a cached huge mapping whose pages went back */
   struct hm_span *qnext, *qprev; /* the owner's queue (circular), or its large list */
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
   uint32_t granules;
+  uint32_t cached_at; /* large/huge in a cache: the purge pass it was cached at */
 } hm_span;
 
 _Static_assert(sizeof(hm_span) <= HM_HEADER_SIZE, "span header too big");

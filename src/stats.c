@@ -36,6 +36,7 @@ void hm_stats_resize(size_t old_bytes, size_t new_bytes)
 
 struct sums {
   size_t mallocs, frees, bytes_allocated, bytes_freed;
+  size_t large_cached; /* large runs the heaps keep in their caches */
 };
 
 /* Reads another thread's plain counters: a statistic may lag by a few
@@ -51,6 +52,13 @@ static void add_heap(const hm_heap *h, void *arg)
     sum->bytes_allocated += m * hm_class_size[c];
     sum->bytes_freed += f * hm_class_size[c];
   }
+  size_t lm = __atomic_load_n(&h->large_mallocs, __ATOMIC_RELAXED);
+  size_t lf = __atomic_load_n(&h->large_frees, __ATOMIC_RELAXED);
+  sum->mallocs += lm;
+  sum->frees += lf;
+  sum->large_cached += __atomic_load_n(&h->runs.count, __ATOMIC_RELAXED);
+  sum->bytes_allocated += __atomic_load_n(&h->large_bytes_allocated, __ATOMIC_RELAXED);
+  sum->bytes_freed += __atomic_load_n(&h->large_bytes_freed, __ATOMIC_RELAXED);
 }
 
 void hm_stats_merge(hm_heap *h)
@@ -65,6 +73,10 @@ void hm_stats_merge(hm_heap *h)
     __atomic_store_n(&h->hot[c].mallocs, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->frees[c], 0, __ATOMIC_RELAXED);
   }
+  __atomic_store_n(&h->large_mallocs, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->large_frees, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->large_bytes_allocated, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->large_bytes_freed, 0, __ATOMIC_RELAXED);
 }
 
 void hm_stats_count_freed(size_t blocks, size_t bytes)
@@ -78,7 +90,8 @@ static void add_arena(hm_arena *a, struct hm_stats *out)
 {
   size_t regions = atomic_load_explicit(&a->regions_live, memory_order_relaxed);
   out->regions += regions;
-  out->reserved += regions * HM_REGION_SIZE + atomic_load(&a->huge_bytes);
+  out->reserved += regions * HM_REGION_SIZE + atomic_load(&a->huge_bytes) +
+                   atomic_load(&a->huge_cache.bytes);
   out->spans += atomic_load(&a->spans_formed);
   out->large_live += atomic_load(&a->large_live);
   out->huge_live += atomic_load(&a->huge_live);
@@ -102,6 +115,9 @@ void hm_stats_get(struct hm_stats *out)
   };
   for (unsigned i = 0; i < hm_arena_count(); i++)
     add_arena(&hm_arenas[i], out);
+  /* The arenas count a cached run as out of its region; the caches are
+   * read a moment apart from them. */
+  out->large_live = out->large_live > sum.large_cached ? out->large_live - sum.large_cached : 0;
 }
 
 int hm_stats_nodes(void)

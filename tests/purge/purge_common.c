@@ -153,6 +153,18 @@ size_t wait_for_rss(size_t bound, int rounds)
   return rss;
 }
 
+size_t wait_for_maps(size_t bound, int rounds)
+{
+  wait_for_purge(rounds);
+  int64_t waited = rounds * (purge_delay_ms() + 20);
+  size_t maps = maps_lines();
+  for (; maps > bound && waited < WAIT_CAP_MS; waited += purge_delay_ms() + 20) {
+    purge_round();
+    maps = maps_lines();
+  }
+  return maps;
+}
+
 void *map_array(size_t bytes)
 {
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,

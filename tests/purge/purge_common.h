@@ -62,6 +62,9 @@ void wait_for_purge(int rounds);
  * may come late; the test asserts on the RSS returned, not on the time. */
 #define WAIT_CAP_MS 20000
 size_t wait_for_rss(size_t bound, int rounds);
+/* The same for the count of mappings (freed huge mappings stay cached for
+ * some delays): returns it. */
+size_t wait_for_maps(size_t bound, int rounds);
 
 /* Memory for the test's own bookkeeping, outside the allocator (an
  * anonymous mapping): its pages count in the RSS until unmapped. */

@@ -39,6 +39,14 @@ static void *remote_freer(void *arg)
   return NULL;
 }
 
+/* Frees a block and exits: a large run goes back to its region with the
+ * thread's run cache, still resident (a trim would purge it). */
+static void *free_and_exit(void *p)
+{
+  hm_free(p);
+  return NULL;
+}
+
 static void *owner(void *arg)
 {
   pthread_t *freer = arg;
@@ -61,7 +69,9 @@ int main(void)
   char *large = hm_malloc(LARGE);
   CHECK(mine != NULL && large != NULL, "hm_malloc failed");
   memset(large, 1, LARGE);
-  hm_free(large);
+  pthread_t freer;
+  CHECK(pthread_create(&freer, NULL, free_and_exit, large) == 0, "pthread_create failed");
+  CHECK(pthread_join(freer, NULL) == 0, "pthread_join failed");
 
   pthread_t o, f;
   CHECK(pthread_create(&o, NULL, owner, &f) == 0, "pthread_create failed");

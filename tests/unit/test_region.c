@@ -55,7 +55,7 @@ static uint8_t *claim_at(hm_region *r, size_t count, size_t g, bool zeroed_expec
 static struct hm_purge_result purge(hm_region *r, bool all, bool now)
 {
   struct hm_purge_result out = {0};
-  hm_region_purge(r, all, now, &out);
+  hm_region_purge(r, all, now, 0, &out);
   return out;
 }
 
