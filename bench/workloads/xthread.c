@@ -6,7 +6,8 @@
  * ITERATIONS is the total number of blocks, split evenly over the threads,
  * so the work does not grow with T. The queues are lock-free rings (ring.h);
  * a thread that can neither produce nor consume yields (8 threads on 2 cores).
- * ops: every malloc and free. */
+ * ops: every malloc and free. With one thread the ring is the thread's own
+ * and every free is local: the baseline of the scaling table. */
 #include "bench_common.h"
 
 #include "ring.h"
