@@ -10,11 +10,12 @@
 #     --threads 1,2,8,32    thread counts of the threaded workloads (their
 #                           defaults otherwise; counts below a workload's
 #                           minimum are skipped)
-#     (no option)           the representative subset, 3 runs: about 5 minutes
-#                           on 2 shared cores
+#     (no option)           the representative subset, 3 runs: chosen to take
+#                           about 5 minutes on 2 quiet cores (13 minutes
+#                           measured at load average 12-52)
 #     --full                every family, at 1 to 64 threads on the cross-thread
 #                           ones, redis and every micro-benchmark, 5 runs
-#                           (about 45 minutes on 2 cores)
+#                           (about 40 minutes on 2 quiet cores, estimated)
 #     --quick               1 run of a subset, a short redis load (< 3 min)
 #     --scaling             only the cross-thread families (xthread, requests,
 #                           prodcons, larson) at 1, 2, 4, 8, 16, 32, 64 threads:
@@ -76,9 +77,11 @@ declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
 # counts of the run chosen, or at its --full counts if that run leaves it out.
 # --full covers 1 to 64 threads on the cross-thread families (xthread,
 # requests, prodcons, larson: the scaling table) and 1, 2, 8, 32 elsewhere;
-# the default run is the representative subset that takes about 5 minutes on
-# 2 shared cores (3 runs); --threads 1,2,8,32 runs every count on every
-# threaded family chosen (their minimum allowing).
+# the default run is the representative subset (3 runs; about 5 minutes on
+# 2 quiet cores from earlier per-run times: a minute per variant, burst and
+# timeline longer; --full takes ~40); --threads 1,2,8,32 runs every count on
+# every threaded family chosen (their minimum allowing). The counts of
+# atomic instructions per call are bench/atomics.sh's.
 families_table="
 churn|workload|1|1|1|1|churn
 xthread|workload|1|1 2 4 8 16 32 64|2 32|2|xthread
