@@ -78,7 +78,7 @@ declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
 # --full covers 1 to 64 threads on the cross-thread families (xthread,
 # requests, prodcons, larson: the scaling table) and 1, 2, 8, 32 elsewhere;
 # the default run is the representative subset (3 runs; about 5 minutes on
-# 2 quiet cores from earlier per-run times: a minute per variant, burst and
+# 2 quiet cores from earlier per-run times: ~20 s per variant, burst and
 # timeline longer; --full takes ~40); --threads 1,2,8,32 runs every count on
 # every threaded family chosen (their minimum allowing). The counts of
 # atomic instructions per call are bench/atomics.sh's.
