@@ -6,6 +6,12 @@ and gnuplot charts. Standard library only.
       DIR holds runs.csv, meta.env and timeline.csv (bench/run.sh writes them).
       Prints the tables, writes DIR/summary.md, DIR/results.json and, when
       gnuplot is installed, one PNG and one SVG chart per workload family.
+      latency rows get a table of percentiles (p50, p99, p99.9, max, mean of
+      malloc, free and all calls, from the result line's extra words kept in
+      runs.csv's detail column) and chart-latency; the cross-thread families
+      (xthread, requests, prodcons, larson) run at two thread counts or more
+      get a scaling table of ns per malloc/free call (the workloads' counted
+      ops over wall time) per thread count, and chart-scaling.
   report.py micro-rows JSON ALLOCATOR RUN
       Prints the runs.csv rows of one Google Benchmark JSON output.
 

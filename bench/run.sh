@@ -236,6 +236,14 @@ select_variants() {
   local name label kept=()
   IFS=, read -ra names <<<"$1"
   for name in "${names[@]}"; do
+    # A variant at a count the run chosen does not have (latency-t8): made.
+    if [ -z "${variant_family[$name]+set}" ] && [[ $name =~ ^(.+)-t([1-9][0-9]*)$ ]] &&
+       [ -n "${family_kind[${BASH_REMATCH[1]}]+set}" ] &&
+       [ "${family_full[${BASH_REMATCH[1]}]}" != - ] &&
+       [ "${BASH_REMATCH[2]}" -ge "${family_min[${BASH_REMATCH[1]}]}" ]; then
+      add_variant "$name" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" \
+        "${family_command[${BASH_REMATCH[1]}]} -t ${BASH_REMATCH[2]}"
+    fi
     [ -n "${family_kind[$name]+set}" ] || [ -n "${variant_family[$name]+set}" ] ||
       die "unknown workload '$name' (see --list)"
     wanted[$name]=1
