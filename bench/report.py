@@ -6,6 +6,12 @@ and gnuplot charts. Standard library only.
       DIR holds runs.csv, meta.env and timeline.csv (bench/run.sh writes them).
       Prints the tables, writes DIR/summary.md, DIR/results.json and, when
       gnuplot is installed, one PNG and one SVG chart per workload family.
+      latency rows get a table of percentiles (p50, p99, p99.9, max, mean of
+      malloc, free and all calls, from the result line's extra words kept in
+      runs.csv's detail column) and chart-latency; the cross-thread families
+      (xthread, requests, prodcons, larson) run at two thread counts or more
+      get a scaling table of ns per malloc/free call (the workloads' counted
+      ops over wall time) per thread count, and chart-scaling.
   report.py micro-rows JSON ALLOCATOR RUN
       Prints the runs.csv rows of one Google Benchmark JSON output.
 
@@ -71,6 +77,29 @@ FAMILY_WHAT = OrderedDict([
                   "pair of batchfree (callgrind)"),
 ])
 KB_METRICS = {"rss_kb", "idle_rss_kb"}
+
+# latency: per call kind, the percentiles of the time of one call (the
+# workload's result line; runs.csv keeps them in the detail column).
+LATENCY_KINDS = OrderedDict([("malloc", "malloc"), ("free", "free"), ("all", "all calls")])
+LATENCY_STATS = OrderedDict([("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max"),
+                             ("mean", "mean")])
+LATENCY_METRICS = ["%s_%s_ns" % (k, q) for k in LATENCY_KINDS for q in LATENCY_STATS]
+for _kind, _kind_title in LATENCY_KINDS.items():
+    for _stat, _stat_title in LATENCY_STATS.items():
+        METRIC_TITLE["%s_%s_ns" % (_kind, _stat)] = "%s %s (ns)" % (_kind_title, _stat_title)
+FAMILY_EXTRA_METRICS["latency"] = LATENCY_METRICS
+FAMILY_WHAT["latency"] = ("time of each malloc and free (rdtsc), threads churning a working set "
+                          "with periodic bursts (16 B..512 KiB) and idle pauses")
+FAMILY_WHAT.move_to_end("latency", last=False)
+for _family in ("larson", "prodcons", "requests", "xthread"):
+    FAMILY_WHAT.move_to_end(_family, last=False)
+FAMILY_WHAT.move_to_end("churn", last=False)
+# The cross-thread families: time per malloc/free call against thread count.
+SCALING_FAMILIES = ["xthread", "requests", "prodcons", "larson"]
+for _family in SCALING_FAMILIES:
+    FAMILY_EXTRA_METRICS[_family] = ["ns_per_op"]
+# Extra key=value words of a result line kept as metrics (from the detail).
+DETAIL_METRICS = set(LATENCY_METRICS)
 
 
 # --- micro-rows --------------------------------------------------------------
@@ -138,6 +167,8 @@ class Row:
         self.medians = {}
         self.ratios = {}
         self.spread = {}
+        self.timer_values = OrderedDict()  # allocator -> [timer_ns] (latency)
+        self.timer_floor = OrderedDict()   # allocator -> median timer_ns
 
     def metrics(self):
         kind = "server" if self.kind == "server" else self.kind
@@ -147,6 +178,8 @@ class Row:
         return metrics
 
     def finish(self, allocators):
+        for allocator, values in self.timer_values.items():
+            self.timer_floor[allocator] = statistics.median(values)
         for metric in self.metrics():
             medians = {}
             for allocator in allocators:
@@ -184,6 +217,12 @@ def aggregate(runs, allocators):
         for metric, text in run.items():
             if metric in METRIC_TITLE and text not in ("", None):
                 row.values.setdefault(allocator, {}).setdefault(metric, []).append(float(text))
+        for word in (run.get("detail") or "").split():
+            metric, _, text = word.partition("=")
+            if metric in DETAIL_METRICS and text:
+                row.values.setdefault(allocator, {}).setdefault(metric, []).append(float(text))
+            elif metric == "timer_ns" and text:
+                row.timer_values.setdefault(allocator, []).append(float(text))
     # A micro or redis failure is recorded on the whole family's row only:
     # carry it to the family's rows.
     for (kind, family, workload), row in rows.items():
@@ -246,7 +285,17 @@ def show(metric, value):
         return "%.1f ns" % value if value < 1e4 else "%.1f us" % (value / 1e3)
     if metric == "ir_per_pair":
         return "%.1f" % value
+    if metric in DETAIL_METRICS:
+        return nanoseconds(value)
     return "%.3f s" % value
+
+
+def nanoseconds(value):
+    if value < 1e3:
+        return "%.0f ns" % value
+    if value < 1e6:
+        return "%.1f us" % (value / 1e3)
+    return "%.1f ms" % (value / 1e6)
 
 
 def cell(row, metric, allocator):
@@ -301,10 +350,58 @@ def not_best(rows, allocator):
     found = []
     for row in rows:
         for metric, ratios in row.ratios.items():
+            if metric == "ns_per_op" and row.kind == "workload":
+                continue  # the wall time's ratio again
             if allocator in ratios and ratios[allocator] > 1.0:
                 best = [a for a, r in ratios.items() if r == 1.0]
                 found.append((row, metric, ratios[allocator], best[0] if best else "?"))
     return found
+
+
+def latency_table(row, allocators):
+    """One latency variant: a row per call kind and percentile."""
+    lines = ["%s, %s threads:\n" % (row.workload, row.threads),
+             "| call | %s |" % " | ".join(allocators), "|---|%s" % ("---|" * len(allocators))]
+    for kind, kind_title in LATENCY_KINDS.items():
+        for stat, stat_title in LATENCY_STATS.items():
+            metric = "%s_%s_ns" % (kind, stat)
+            lines.append("| %s %s | %s |" % (kind_title, stat_title,
+                                             " | ".join(cell(row, metric, a) for a in allocators)))
+    floors = ["%s %s" % (a, nanoseconds(v)) for a, v in row.timer_floor.items()]
+    if floors:
+        lines.append("\nTimer floor (an empty timed region, the least of 10000): %s." % ", ".join(floors))
+    return "\n".join(lines)
+
+
+def scaling_rows(rows):
+    """family -> its rows sorted by thread count, for the scaling families run
+    at two thread counts or more with ops counted."""
+    found = OrderedDict()
+    for family in SCALING_FAMILIES:
+        family_rows = sorted((r for r in rows if r.family == family and r.medians.get("ns_per_op")),
+                             key=lambda r: int(r.threads))
+        if len(family_rows) >= 2:
+            found[family] = family_rows
+    return found
+
+
+def scaling_table(rows, allocators):
+    lines = ["| threads | %s |" % " | ".join(allocators), "|---|%s" % ("---|" * len(allocators))]
+    for row in rows:
+        cells = []
+        for allocator in allocators:
+            if allocator in row.failed:
+                cells.append("FAILED")
+                continue
+            value = row.medians["ns_per_op"].get(allocator)
+            if value is None:
+                cells.append("-")
+                continue
+            ratio = row.ratios["ns_per_op"][allocator]
+            text = "%.1f ns (%.2f)" % (value, ratio)
+            cells.append("**%s**" % text if ratio == 1.0 else text)
+        lines.append("| %s | %s |" % (row.threads, " | ".join(cells)))
+    return "\n".join(lines)
 
 
 def markdown(meta, rows, allocators, charts, timeline_chart):
@@ -323,9 +420,10 @@ def markdown(meta, rows, allocators, charts, timeline_chart):
     add("Ratios in parentheses: to the best allocator of the row (1.00, in bold); larger is worse; "
         "for throughput, the best's over this one's. Summary: geometric mean of the ratios.\n")
 
-    add("Reproduce: `bench/run.sh` (the full run, about 25 minutes on 2 cores; as root it "
-        "installs what is missing), `bench/run.sh --quick` (under 3 minutes), "
-        "`bench/run.sh --help` for the options.\n")
+    add("Reproduce: `bench/run.sh` (the representative subset, 3 runs, about 5 minutes on 2 "
+        "cores; as root it installs what is missing), `bench/run.sh --full` (everything, 5 runs), "
+        "`bench/run.sh --quick` (under 3 minutes), `bench/run.sh --scaling` (the cross-thread "
+        "workloads at 1 to 64 threads), `bench/run.sh --help` for the options.\n")
     present = OrderedDict.fromkeys(r.family if r.kind == "workload" else
                                    {"micro": "micro", "server": "redis", "timeline": "timeline",
                                     "callgrind": "callgrind"}[r.kind] for r in rows)
@@ -361,6 +459,32 @@ def markdown(meta, rows, allocators, charts, timeline_chart):
         if burst:
             add("### %s\n" % METRIC_TITLE["idle_rss_kb"])
             add(table(burst, "idle_rss_kb", allocators))
+            add("")
+    latency = [r for r in workload_rows if r.family == "latency"]
+    if latency:
+        add("## Tail latency (latency)\n")
+        add("The time of each malloc and free, timed one by one with rdtsc (fenced; ticks "
+            "calibrated against CLOCK_MONOTONIC over the run): threads churning a working set "
+            "of 4096 blocks, every 32768 replacements a burst of 8192 blocks malloc'ed and "
+            "freed, then 20 ms idle; sizes 16 B..1 KiB (85%), ..32 KiB (14%), 64..512 KiB (1%). "
+            "Nearest-rank percentiles over every call of every thread, median over the runs; "
+            "ratio to the best of the row. Each sample includes the timer's own cost "
+            "(timer floor below); max is one call, so it is the noisiest (preemption on a "
+            "shared machine lands there).\n")
+        for row in latency:
+            add(latency_table(row, allocators))
+            add("")
+    scaling = scaling_rows(workload_rows)
+    if scaling:
+        add("## Scaling: time per malloc/free against threads\n")
+        add("Cross-thread workloads at several thread counts on the same total work: wall "
+            "time over the malloc and free calls the workload counted (all threads together; "
+            "ns per call, median over the runs; ratio to the best of the row). On this "
+            "machine's 2 cores, counts above 2 are oversubscription: a flat column is an "
+            "allocator whose cost per call does not grow with it.\n")
+        for family, family_rows in scaling.items():
+            add("### %s: %s\n" % (family, FAMILY_WHAT.get(family, "")))
+            add(scaling_table(family_rows, allocators))
             add("")
     micro = [r for r in rows if r.kind == "micro"]
     if micro:
@@ -448,8 +572,9 @@ def histogram_panel(datafile, title, ylabel, allocators, first_column=2, logscal
         "'%s' using %d:xtic(1) title '%s' lc rgb '%s'" % (datafile, first_column + i, a,
                                                           COLORS[i % len(COLORS)])
         for i, a in enumerate(allocators))
-    return ("set title %s\nset ylabel %s\n%s\nset yrange [0:*]\nplot %s\n" % (
-        quoted(title), quoted(ylabel), "set logscale y\nset yrange [*:*]" if logscale else "unset logscale y", plots))
+    return ("set title %s\nset ylabel %s\n%s\nplot %s\n" % (
+        quoted(title), quoted(ylabel),
+        "set logscale y\nset yrange [*:*]" if logscale else "unset logscale y\nset yrange [0:*]", plots))
 
 
 HISTOGRAM_STYLE = ("set style data histograms\nset style histogram clustered gap 1\n"
@@ -471,7 +596,9 @@ def write_data(path, rows, metric, allocators, scale=1.0, label=None):
 def family_chart(directory, family, rows, allocators):
     if not any(row.medians.get("time_s") for row in rows):
         return False  # every run failed: nothing to draw
-    metrics = ["time_s", "cpu_s", "rss_kb"] + FAMILY_EXTRA_METRICS.get(family, [])
+    # ns per call of the cross-thread families: the scaling chart.
+    metrics = ["time_s", "cpu_s", "rss_kb"] + [
+        m for m in FAMILY_EXTRA_METRICS.get(family, []) if m != "ns_per_op"]
     panels = []
     for metric in metrics:
         datafile = "%s-%s.dat" % (family, metric)
@@ -568,12 +695,67 @@ def timeline_chart(directory, series):
     return "chart-timeline" if gnuplot(directory, "chart-timeline", body) else None
 
 
+def latency_chart(directory, rows, allocators):
+    """Per latency variant: the percentiles of malloc, free and all calls, log scale."""
+    made = []
+    for row in rows:
+        if not any(row.medians.get(m) for m in LATENCY_METRICS):
+            continue
+        name = "latency-%s" % row.threads
+        with open(os.path.join(directory, name + ".dat"), "w") as f:
+            for kind, kind_title in LATENCY_KINDS.items():
+                for stat, stat_title in LATENCY_STATS.items():
+                    if stat == "mean":
+                        continue
+                    metric = "%s_%s_ns" % (kind, stat)
+                    f.write('"%s %s" %s\n' % (kind_title, stat_title, " ".join(
+                        "%g" % row.medians.get(metric, {}).get(a, float("nan")) for a in allocators)))
+        body = HISTOGRAM_STYLE + histogram_panel(
+            name + ".dat", "%s: time of one call, percentiles over every call (median of the runs; "
+            "log scale; lower is better)" % row.workload, "ns", allocators, logscale=True)
+        chart = "chart-latency" + ("" if len(rows) == 1 else "-t%s" % row.threads)
+        if gnuplot(directory, chart, body):
+            made.append(chart)
+    return made
+
+
+def scaling_chart(directory, scaling, allocators):
+    """ns per call against threads, a panel per cross-thread family."""
+    if not scaling:
+        return None
+    panels = []
+    for family, rows in scaling.items():
+        datafile = "scaling-%s.dat" % family
+        with open(os.path.join(directory, datafile), "w") as f:
+            for row in rows:
+                f.write("%s %s\n" % (row.threads, " ".join(
+                    "%g" % row.medians["ns_per_op"].get(a, float("nan")) for a in allocators)))
+        plots = ", ".join("'%s' using 1:%d title '%s' with linespoints lw 2 pt 7 lc rgb '%s'"
+                          % (datafile, 2 + i, a, COLORS[i % len(COLORS)])
+                          for i, a in enumerate(allocators))
+        panels.append("set title %s\nplot %s\n" % (quoted(family), plots))
+    body = ("set logscale x 2\nset xlabel 'threads (2 cores)'\nset ylabel 'ns per malloc/free'\n"
+            "set yrange [0:*]\nset grid\nset key below\n"
+            "set multiplot layout 1,%d title %s\n" % (
+                len(panels), quoted("Scaling: wall time per malloc/free call, all threads together "
+                                    "(median; lower is better)"))
+            + "".join(panels) + "unset multiplot\n")
+    return "chart-scaling" if gnuplot(directory, "chart-scaling", body) else None
+
+
 def charts(directory, rows, allocators):
     made = []
     for family in FAMILY_WHAT:
         family_rows = [r for r in rows if r.kind == "workload" and r.family == family]
+        if family == "latency":
+            made += latency_chart(directory, family_rows, allocators)
+            continue
         if family_rows and family_chart(directory, family, family_rows, allocators):
             made.append("chart-" + family)
+    scaling = scaling_chart(directory, scaling_rows([r for r in rows if r.kind == "workload"]),
+                            allocators)
+    if scaling:
+        made.append(scaling)
     made += micro_charts(directory, [r for r in rows if r.kind == "micro"], allocators)
     if server_chart(directory, rows, allocators):
         made.append("chart-redis")

@@ -10,8 +10,18 @@
 #     --threads 1,2,8,32    thread counts of the threaded workloads (their
 #                           defaults otherwise; counts below a workload's
 #                           minimum are skipped)
-#     --runs N              runs of each, interleaved (default 5); medians
+#     (no option)           the representative subset, 3 runs: chosen to take
+#                           about 5 minutes on 2 quiet cores (13 minutes
+#                           measured at load average 12-52)
+#     --full                every family, at 1 to 64 threads on the cross-thread
+#                           ones, redis and every micro-benchmark, 5 runs
+#                           (about 40 minutes on 2 quiet cores, estimated)
 #     --quick               1 run of a subset, a short redis load (< 3 min)
+#     --scaling             only the cross-thread families (xthread, requests,
+#                           prodcons, larson) at 1, 2, 4, 8, 16, 32, 64 threads:
+#                           the scaling table and chart of ns per malloc/free
+#     --runs N              runs of each, interleaved (default 3; --full 5,
+#                           --quick 1); medians
 #     --callgrind           only the callgrind count (same as --workloads callgrind)
 #     --build-dir DIR       where to build (default build/bench; or
 #                           HMALLOC_BENCH_BUILD_DIR)
@@ -56,35 +66,46 @@ declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
   [tcmalloc]=libtcmalloc-minimal4 [mimalloc]=libmimalloc2.0)
 
 # Workload families, in the order they run:
-#   family|kind|minimum threads|default threads|quick threads|command
+#   family|kind|minimum threads|full|default|quick|command
 # kind: workload (a program of <build>/bench printing a result line), micro
 # (Google Benchmark), server (bench/redis.sh), timeline (burst -m timeline,
 # once per allocator), callgrind (instructions per malloc+free, once; the
 # command is a list of programs, a row each: see callgrind_counts).
-# Threads "-": the family takes no -t. Quick threads "": not in --quick.
-# The defaults cover 1, 2, 8 and 32 threads across the families within the
-# 25 minutes of a full run on 2 shared cores; --threads 1,2,8,32 runs every
-# count on every threaded family (their minimum allowing).
+# full, default, quick: the thread counts of the family in --full, in the
+# default run and in --quick; "-": in that run, without -t (the family takes
+# none); empty: not in that run. A family named by --workloads runs at the
+# counts of the run chosen, or at its --full counts if that run leaves it out.
+# --full covers 1 to 64 threads on the cross-thread families (xthread,
+# requests, prodcons, larson: the scaling table) and 1, 2, 8, 32 elsewhere;
+# the default run is the representative subset (3 runs; about 5 minutes on
+# 2 quiet cores from earlier per-run times: ~20 s per variant, burst and
+# timeline longer; --full takes ~40); --threads 1,2,8,32 runs every count on
+# every threaded family chosen (their minimum allowing). The counts of
+# atomic instructions per call are bench/atomics.sh's.
 families_table="
-churn|workload|1|1|1|churn
-xthread|workload|2|2 32|2|xthread
-requests|workload|1|1 8 32|8|requests
-prodcons|workload|2|2 8|2|prodcons
-falseshare|workload|2|2|2|falseshare
-mixed|workload|1|1 8|1|mixed
-threadchurn|workload|1|32||threadchurn
-burst|workload|-|-|-|burst
-large|workload|1|1|1|large
-larson|workload|1|1 2 4|2|larson
-batchfree|workload|-|-|-|batchfree
-batchfree-random|workload|-|-||batchfree -m random
-heapreq|workload|1|1 4|1|heapreq
-heapreq-malloc|workload|1|1 4||heapreq -m malloc
-micro|micro|-|-|-|micro
-redis|server|-|-|-|redis
-timeline|timeline|-|-||burst -m timeline
-callgrind|callgrind|-|-||fastpath batchfree
+churn|workload|1|1|1|1|churn
+xthread|workload|1|1 2 4 8 16 32 64|2 32|2|xthread
+requests|workload|1|1 2 4 8 16 32 64|8|8|requests
+prodcons|workload|2|1 2 4 8 16 32 64|2 8|2|prodcons
+larson|workload|1|1 2 4 8 16 32 64|2|2|larson
+latency|workload|1|2 8|2|2|latency
+falseshare|workload|2|2||2|falseshare
+mixed|workload|1|1 8||1|mixed
+threadchurn|workload|1|32|||threadchurn
+burst|workload|-|-|-|-|burst
+large|workload|1|1|1|1|large
+batchfree|workload|-|-|-|-|batchfree
+batchfree-random|workload|-|-|||batchfree -m random
+heapreq|workload|1|1 4|4|1|heapreq
+heapreq-malloc|workload|1|1 4|||heapreq -m malloc
+micro|micro|-|-||-|micro
+redis|server|-|-||-|redis
+timeline|timeline|-|-|-||burst -m timeline
+callgrind|callgrind|-|-|-||fastpath batchfree
 "
+# The cross-thread families, run at these counts by --scaling.
+scaling_families=xthread,requests,prodcons,larson
+scaling_threads=1,2,4,8,16,32,64
 
 # Callgrind: each program at two counts (-n); the difference in instructions
 # over the difference in malloc+free pairs cancels start-up. Per program:
@@ -160,18 +181,20 @@ run_under() {
 # --- The variants to run ------------------------------------------------------
 # Each variant is a label (family, or family-tN) with its family, kind,
 # thread count and command.
-declare -A family_kind=() family_min=() family_threads=() family_quick=() family_command=()
+declare -A family_kind=() family_min=() family_full=() family_default=() family_quick=()
+declare -A family_command=()
 families=()
 declare -A variant_family=() variant_threads=() variant_command=()
 variants=()
 
 read_families() {
-  local family kind min threads quick command
-  while IFS='|' read -r family kind min threads quick command; do
+  local family kind min full default quick command
+  while IFS='|' read -r family kind min full default quick command; do
     [ -n "$family" ] || continue
     families+=("$family")
-    family_kind[$family]=$kind family_min[$family]=$min family_threads[$family]=$threads
-    family_quick[$family]=$quick family_command[$family]=$command
+    family_kind[$family]=$kind family_min[$family]=$min family_full[$family]=$full
+    family_default[$family]=$default family_quick[$family]=$quick
+    family_command[$family]=$command
   done <<<"$families_table"
 }
 
@@ -182,17 +205,23 @@ add_variant() {
   variant_command[$label]=$command
 }
 
-# Expands families into variants: $1 quick (0/1), $2 the --threads list or "".
+# Expands families into variants: $1 the run (quick, default or full), $2 the
+# --threads list or "", $3 1 if --workloads names the families (then a
+# family that run leaves out runs at its --full counts).
 expand_variants() {
-  local quick=$1 thread_list=$2 family threads t
+  local mode=$1 thread_list=$2 named=$3 family threads t
   for family in "${families[@]}"; do
-    if [ "$quick" = 1 ] && [ -z "${family_quick[$family]}" ]; then continue; fi
-    if [ "${family_threads[$family]}" = - ]; then
+    case $mode in
+      quick) threads=${family_quick[$family]} ;;
+      default) threads=${family_default[$family]} ;;
+      full) threads=${family_full[$family]} ;;
+    esac
+    [ -z "$threads" ] && [ "$named" = 1 ] && threads=${family_full[$family]}
+    [ -n "$threads" ] || continue
+    if [ "$threads" = - ]; then
       add_variant "$family" "$family" 1 "${family_command[$family]}"
       continue
     fi
-    threads=${family_threads[$family]}
-    [ "$quick" = 1 ] && threads=${family_quick[$family]}
     [ -n "$thread_list" ] && threads=${thread_list//,/ }
     for t in $threads; do
       [ "$t" -ge "${family_min[$family]}" ] || continue
@@ -207,6 +236,14 @@ select_variants() {
   local name label kept=()
   IFS=, read -ra names <<<"$1"
   for name in "${names[@]}"; do
+    # A variant at a count the run chosen does not have (latency-t8): made.
+    if [ -z "${variant_family[$name]+set}" ] && [[ $name =~ ^(.+)-t([1-9][0-9]*)$ ]] &&
+       [ -n "${family_kind[${BASH_REMATCH[1]}]+set}" ] &&
+       [ "${family_full[${BASH_REMATCH[1]}]}" != - ] &&
+       [ "${BASH_REMATCH[2]}" -ge "${family_min[${BASH_REMATCH[1]}]}" ]; then
+      add_variant "$name" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" \
+        "${family_command[${BASH_REMATCH[1]}]} -t ${BASH_REMATCH[2]}"
+    fi
     [ -n "${family_kind[$name]+set}" ] || [ -n "${variant_family[$name]+set}" ] ||
       die "unknown workload '$name' (see --list)"
     wanted[$name]=1
@@ -344,7 +381,7 @@ run_timeline() {
 run_micro() {
   local label=$1 allocator=$2 run=$3 json=$out/micro/$2-$3.json
   local -a filter=()
-  [ "$quick" = 1 ] && filter=(--benchmark_filter="$micro_quick_filter")
+  [ "$mode" != full ] && filter=(--benchmark_filter="$micro_quick_filter")
   local code=0 line
   mkdir -p "$out/micro"
   run_under "$allocator" "$errors" micro --benchmark_min_time="$micro_min_time" \
@@ -362,7 +399,7 @@ run_micro() {
 run_server() {
   local label=$1 allocator=$2 run=$3 output line word
   local -a options=()
-  [ "$quick" = 1 ] && options=(--quick)
+  [ "$mode" != full ] && options=(--quick)
   if output=$("$bench/redis.sh" "${options[@]}" "${preload[$allocator]}" 2>"$errors") &&
      line=$(grep '^workload=redis' <<<"$output"); then
     while read -r word rest; do
@@ -501,8 +538,8 @@ run_all() {
 }
 
 # --- Main -----------------------------------------------------------------------
-runs=5
-quick=0
+runs=""
+mode=default
 thread_list=""
 workload_list=""
 report_dir=""
@@ -510,7 +547,9 @@ list_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"; runs=$2; shift ;;
-    --quick) quick=1 runs=1 ;;
+    --quick) mode=quick ;;
+    --full) mode=full ;;
+    --scaling) workload_list=$scaling_families thread_list=$scaling_threads ;;
     --callgrind) workload_list=callgrind ;;
     --allocators) select_allocators "${2:-}"; shift ;;
     --workloads) workload_list=${2:-}; shift ;;
@@ -527,8 +566,12 @@ done
 preload[hmalloc]=$build/libhmalloc.so
 
 read_families
-# A named workload runs even if --quick would leave it out.
-if [ -n "$workload_list" ]; then expand_variants 0 "$thread_list"; else expand_variants "$quick" "$thread_list"; fi
+# Runs of each: --runs, else 1 (--quick), 3 (default) or 5 (--full).
+if [ -z "$runs" ]; then
+  case $mode in quick) runs=1 ;; default) runs=3 ;; full) runs=5 ;; esac
+fi
+# A named workload runs even if the run chosen would leave it out.
+expand_variants "$mode" "$thread_list" "$([ -n "$workload_list" ] && echo 1 || echo 0)"
 [ -n "$workload_list" ] && select_variants "$workload_list"
 if [ $list_only = 1 ]; then
   for label in "${variants[@]}"; do printf '%-15s %s\n' "$label" "${variant_command[$label]}"; done

@@ -228,3 +228,12 @@ void bench_report_extra(const char *name, const struct bench_args *args, double 
          extra ? extra : "");
   fflush(stdout);
 }
+
+void bench_report_ops(const char *name, const struct bench_args *args, double seconds,
+                      uint64_t ops, const char *extra)
+{
+  char text[512];
+  snprintf(text, sizeof text, "ops=%" PRIu64 " ns_per_op=%.2f%s%s", ops,
+           ops ? seconds * 1e9 / (double)ops : 0.0, extra ? " " : "", extra ? extra : "");
+  bench_report_extra(name, args, seconds, text);
+}

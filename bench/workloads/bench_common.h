@@ -94,4 +94,11 @@ void bench_report(const char *name, const struct bench_args *args, double second
 void bench_report_extra(const char *name, const struct bench_args *args, double seconds,
                         const char *extra);
 
+/* The same, with " ops=OPS ns_per_op=X" before extra: OPS the malloc and
+ * free calls the workload made in the measured time (counted as they are
+ * made, not derived from its parameters), X the wall time over OPS: the
+ * time per allocator call of the whole process, all threads together. */
+void bench_report_ops(const char *name, const struct bench_args *args, double seconds,
+                      uint64_t ops, const char *extra);
+
 #endif

@@ -4,7 +4,7 @@
  *
  * With -t T, T threads each run an independent churn of ITERATIONS / T
  * iterations on their own slots (the default, one thread, runs on the main
- * thread and creates none). */
+ * thread and creates none). ops: every malloc and free. */
 #include "bench_common.h"
 
 #include <stdlib.h>
@@ -21,6 +21,7 @@ struct churner {
   unsigned index;
   uint64_t iterations;
   struct bench_rng rng;
+  uint64_t calls; /* mallocs and frees, counted */
 };
 
 /* The random value chooses the size, and doubles as the block's tag. */
@@ -51,10 +52,13 @@ static void *churn(void *arg)
     struct slot *slot = &slots[random % SLOTS];
     verify_and_free(churner, slot);
     refill(slot, random);
+    churner->calls += 2;
   }
   for (size_t i = 0; i < SLOTS; i++)
     verify_and_free(churner, &slots[i]);
   free(slots);
+  /* The working set's malloc and free, and the slot array's. */
+  churner->calls += 2 * SLOTS + 2;
   return NULL;
 }
 
@@ -70,7 +74,10 @@ int main(int argc, char **argv)
   double start = bench_now();
   bench_run_parallel(args.threads, churn, churners, sizeof *churners);
   double seconds = bench_now() - start;
+  uint64_t calls = 0;
+  for (unsigned i = 0; i < args.threads; i++)
+    calls += churners[i].calls;
   free(churners);
-  bench_report("churn", &args, seconds);
+  bench_report_ops("churn", &args, seconds, calls, NULL);
   return 0;
 }

@@ -13,7 +13,8 @@
  * threads, so the work does not grow with T. The threads meet at a pthread
  * barrier between rounds (it sleeps in the kernel: 32 threads on 2 cores do
  * not spin). The initial filling of the arrays and the final freeing of
- * every block are part of the measured time. */
+ * every block are part of the measured time; ops counts every malloc and
+ * free of the threads. */
 #include "bench_common.h"
 
 #include <pthread.h>
@@ -33,7 +34,8 @@ struct worker {
   unsigned threads;
   uint64_t replacements; /* this thread's share of ITERATIONS */
   struct bench_rng rng;
-  uint64_t made; /* blocks made, for unique tags */
+  uint64_t made;  /* blocks made, for unique tags */
+  uint64_t calls; /* mallocs and frees */
 };
 
 static struct slot **arrays; /* one per thread; array k starts with thread k */
@@ -44,15 +46,17 @@ static void make_block(struct worker *worker, struct slot *slot)
   slot->size = bench_in_range(bench_rng_next(&worker->rng), MIN_SIZE, MAX_SIZE);
   slot->tag = bench_mix(((uint64_t)worker->index << 48) ^ worker->made++);
   slot->block = bench_malloc(slot->size);
+  worker->calls++;
   bench_fill(slot->block, slot->size, slot->tag);
 }
 
-static void free_block(const struct worker *worker, const struct slot *slot)
+static void free_block(struct worker *worker, const struct slot *slot)
 {
   if (!bench_intact(slot->block, slot->size, slot->tag))
     bench_fail("thread %u: block %p (%zu bytes) changed while in its array", worker->index,
                slot->block, slot->size);
   free(slot->block);
+  worker->calls++;
 }
 
 static void *simulate(void *arg)
@@ -108,10 +112,13 @@ int main(int argc, char **argv)
   bench_run_parallel(args.threads, simulate, workers, sizeof *workers);
   double seconds = bench_now() - start;
   pthread_barrier_destroy(&round_end);
+  uint64_t calls = 0;
+  for (unsigned i = 0; i < args.threads; i++)
+    calls += workers[i].calls;
   for (unsigned i = 0; i < args.threads; i++)
     free(arrays[i]);
   free(arrays);
   free(workers);
-  bench_report("larson", &args, seconds);
+  bench_report_ops("larson", &args, seconds, calls, NULL);
   return 0;
 }

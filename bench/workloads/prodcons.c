@@ -7,7 +7,8 @@
  *
  * Blocks are 16 B..4 KiB, log-uniform, self-describing (bench_object_*).
  * ITERATIONS is the total number of blocks, split over the producers. A
- * thread with nothing to do yields (32 threads on 2 cores). */
+ * thread with nothing to do yields (32 threads on 2 cores). ops: the
+ * producers' mallocs and the consumers' frees. */
 #include "bench_common.h"
 
 #include "ring.h"
@@ -26,6 +27,7 @@ struct role {
   uint64_t quota;       /* blocks to produce or, for a consumer, to consume */
   struct ring *rings;   /* one per producer */
   bool consumer;
+  uint64_t calls;       /* mallocs or frees made */
 };
 
 static void produce(struct role *role)
@@ -46,6 +48,7 @@ static void produce(struct role *role)
     for (uint64_t i = 0; i < count; i++, produced++) {
       uint64_t random = bench_rng_next(&rng);
       ring_push(out, bench_object_new(bench_log_uniform(random, MIN_SIZE, MAX_SIZE), random));
+      role->calls++;
     }
   }
 }
@@ -59,6 +62,7 @@ static void consume(struct role *role)
       void *block;
       while ((block = ring_pop(&role->rings[p])) != NULL) {
         bench_object_free(block, "a consumer");
+        role->calls++;
         progress++;
       }
     }
@@ -102,8 +106,11 @@ int main(int argc, char **argv)
   double start = bench_now();
   bench_run_parallel(args.threads, play, roles, sizeof *roles);
   double seconds = bench_now() - start;
+  uint64_t calls = 0;
+  for (unsigned i = 0; i < args.threads; i++)
+    calls += roles[i].calls;
   free(roles);
   free(rings);
-  bench_report("prodcons", &args, seconds);
+  bench_report_ops("prodcons", &args, seconds, calls, NULL);
   return 0;
 }

@@ -9,7 +9,8 @@
  *
  * Object sizes: 70% 16..256 B, 25% 256 B..4 KiB, 5% 4..32 KiB, log-uniform
  * within each range. Slots are swapped atomically, so the thread that takes
- * an object out of the table owns it and verifies it before freeing it. */
+ * an object out of the table owns it and verifies it before freeing it.
+ * ops: every malloc and free, the final emptying of the table included. */
 #include "bench_common.h"
 
 #include <stdatomic.h>
@@ -21,7 +22,8 @@ struct handler {
   unsigned index;
   uint64_t requests;
   struct bench_rng rng;
-  uint64_t made; /* objects made, for unique tags */
+  uint64_t made;  /* objects made, for unique tags */
+  uint64_t calls; /* mallocs and frees */
 };
 
 static _Atomic(void *) table[SLOTS];
@@ -53,13 +55,17 @@ static void handle_request(struct handler *handler)
   uint64_t tag = bench_mix(((uint64_t)handler->index << 48) ^ handler->made++);
   void *fresh = bench_object_new(object_size(random), tag);
   void *old = atomic_exchange_explicit(&table[(random >> 32) % SLOTS], fresh, memory_order_acq_rel);
-  if (old)
+  handler->calls += TEMPORARIES + 1;
+  if (old) {
     bench_object_free(old, "a request");
+    handler->calls++;
+  }
   /* Temporaries die in the order a request's stack of buffers would. */
   for (int i = TEMPORARIES - 1; i >= 0; i--) {
     if (!bench_intact(temporaries[i], sizes[i], tags[i]))
       bench_fail("thread %u: temporary %p changed", handler->index, temporaries[i]);
     free(temporaries[i]);
+    handler->calls++;
   }
 }
 
@@ -82,13 +88,18 @@ int main(int argc, char **argv)
                                    .rng = {bench_mix(args.seed ^ ((uint64_t)i << 32))}};
   double start = bench_now();
   bench_run_parallel(args.threads, serve, handlers, sizeof *handlers);
+  uint64_t calls = 0;
   for (size_t i = 0; i < SLOTS; i++) {
     void *object = atomic_load_explicit(&table[i], memory_order_relaxed);
-    if (object)
+    if (object) {
       bench_object_free(object, "the table");
+      calls++;
+    }
   }
   double seconds = bench_now() - start;
+  for (unsigned i = 0; i < args.threads; i++)
+    calls += handlers[i].calls;
   free(handlers);
-  bench_report("requests", &args, seconds);
+  bench_report_ops("requests", &args, seconds, calls, NULL);
   return 0;
 }

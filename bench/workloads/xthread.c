@@ -5,7 +5,9 @@
  *
  * ITERATIONS is the total number of blocks, split evenly over the threads,
  * so the work does not grow with T. The queues are lock-free rings (ring.h);
- * a thread that can neither produce nor consume yields (8 threads on 2 cores). */
+ * a thread that can neither produce nor consume yields (8 threads on 2 cores).
+ * ops: every malloc and free. With one thread the ring is the thread's own
+ * and every free is local: the baseline of the scaling table. */
 #include "bench_common.h"
 
 #include "ring.h"
@@ -22,6 +24,7 @@ struct worker {
   uint64_t seed;
   struct ring *out; /* to the next thread */
   struct ring *in;  /* from the previous thread */
+  uint64_t calls;   /* mallocs and frees made */
 };
 
 /* The size and tag of a producer's seq-th block, computed by the producer
@@ -51,6 +54,7 @@ static uint64_t produce(struct worker *worker, uint64_t *produced)
     bench_fill(block, spec.size, spec.tag);
     ring_push(worker->out, block);
   }
+  worker->calls += count;
   return count;
 }
 
@@ -66,6 +70,7 @@ static uint64_t consume(struct worker *worker, uint64_t *consumed)
     free(block);
     count++;
   }
+  worker->calls += count;
   return count;
 }
 
@@ -99,8 +104,11 @@ int main(int argc, char **argv)
   double start = bench_now();
   bench_run_parallel(threads, exchange, workers, sizeof *workers);
   double seconds = bench_now() - start;
+  uint64_t calls = 0;
+  for (unsigned i = 0; i < threads; i++)
+    calls += workers[i].calls;
   free(workers);
   free(rings);
-  bench_report("xthread", &args, seconds);
+  bench_report_ops("xthread", &args, seconds, calls, NULL);
   return 0;
 }
