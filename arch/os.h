@@ -33,6 +33,11 @@ void hm_os_decommit(void *p, size_t size);
  * pages lazily and their contents are undefined (MADV_FREE). Returns whether
  * the range now reads as zeros. */
 bool hm_os_purge(void *p, size_t size, bool now);
+/* Asks for the range to be backed by huge pages (2 MiB on x86_64) where
+ * the OS can; a hint, without effect where there are none. */
+void hm_os_huge_pages(void *p, size_t size);
+/* The size of those pages, or 0 if the OS has none to offer. */
+size_t hm_os_huge_page_size(void);
 /* Bytes of [p, p+size) that are resident now. */
 size_t hm_os_resident(void *p, size_t size);
 /* Moves or resizes the mapping [p, p+old_size) to [to, to+new_size), where

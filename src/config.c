@@ -52,4 +52,5 @@ void hm_config_read(void)
   const char *bg = hm_os_getenv("HMALLOC_BACKGROUND_THREAD");
   hm_config.background_thread = bg == NULL || *bg == '\0' ? -1 : read_bool("HMALLOC_BACKGROUND_THREAD", false);
   hm_config.purge_lazy = read_bool("HMALLOC_PURGE_LAZY", false);
+  hm_config.huge_pages = read_bool("HMALLOC_THP", false);
 }

@@ -13,6 +13,7 @@ struct hm_config {
    * HM_BACKGROUND_AUTO_BYTES, so that small programs never get one. */
   int background_thread;
   bool purge_lazy;        /* HMALLOC_PURGE_LAZY: MADV_FREE for decay purges */
+  bool huge_pages;        /* HMALLOC_THP: huge blocks ask for huge pages */
 };
 
 #define HM_PURGE_DELAY_DEFAULT_MS 1000

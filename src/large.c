@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "arena.h"
+#include "config.h"
 #include "gate.h"
 #include "pagemap.h"
 #include "purge.h"
@@ -87,6 +88,28 @@ void *hm_large_alloc_cached(hm_heap *h, size_t size)
   return s->blocks;
 }
 
+/* The alignment of a new huge mapping: the huge page size, so that the OS
+ * can back it with huge pages (asked for with HMALLOC_THP=1), or more. */
+static size_t huge_align(size_t align)
+{
+  size_t huge_page = hm_os_huge_page_size();
+  if (align < huge_page)
+    align = huge_page;
+  return align > HM_GRANULE ? align : HM_GRANULE;
+}
+
+/* A new mapping for a huge block, bound to the arena's node. */
+static hm_span *huge_map(hm_arena *a, size_t bytes, size_t align)
+{
+  hm_span *s = hm_os_reserve(bytes, huge_align(align), true);
+  if (s == NULL)
+    return NULL;
+  hm_topology_bind(s, bytes, hm_arena_node(a));
+  if (hm_config.huge_pages)
+    hm_os_huge_pages(s, bytes);
+  return s;
+}
+
 void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
 {
   bool zeroed = true; /* a new mapping is */
@@ -118,8 +141,8 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
     if (s != NULL) {
       zeroed = s->zeroed;
       bytes = s->size; /* up to a quarter more than asked */
-    } else if ((s = hm_os_reserve(bytes, align > HM_GRANULE ? align : HM_GRANULE, true)) != NULL) {
-      hm_topology_bind(s, bytes, hm_arena_node(a));
+    } else {
+      s = huge_map(a, bytes, align);
     }
     if (s != NULL) {
       p = finish(s, a, HM_KIND_HUGE, bytes, align);
@@ -222,9 +245,11 @@ static hm_span *huge_move(hm_span *s, size_t bytes)
   size_t align = (uintptr_t)s->blocks - (uintptr_t)s > HM_GRANULE
                      ? hm_align_up((uintptr_t)s->blocks - (uintptr_t)s, HM_GRANULE)
                      : HM_GRANULE;
-  hm_span *to = hm_os_reserve(bytes, align, false);
+  hm_span *to = hm_os_reserve(bytes, huge_align(align), false);
   if (to == NULL)
     return NULL;
+  if (hm_config.huge_pages)
+    hm_os_huge_pages(to, bytes);
   size_t offset = (size_t)(s->blocks - (uint8_t *)s);
   size_t marked = mapped_granules(s);
   /* The new entries first (a leaf may have to be mapped, and fail): the

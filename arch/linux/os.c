@@ -104,6 +104,25 @@ bool hm_os_purge(void *p, size_t size, bool now)
   return madvise(p, size, MADV_DONTNEED) == 0;
 }
 
+void hm_os_huge_pages(void *p, size_t size)
+{
+#ifdef MADV_HUGEPAGE
+  madvise(p, size, MADV_HUGEPAGE); /* EINVAL without THP: then nothing to do */
+#else
+  (void)p;
+  (void)size;
+#endif
+}
+
+size_t hm_os_huge_page_size(void)
+{
+#if defined(MADV_HUGEPAGE) && (defined(__x86_64__) || defined(__aarch64__))
+  return (size_t)2 << 20; /* PMD size with 4 KiB base pages */
+#else
+  return 0;
+#endif
+}
+
 size_t hm_os_resident(void *p, size_t size)
 {
   unsigned char pages[512];

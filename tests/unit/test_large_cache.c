@@ -6,6 +6,7 @@
  * but those the test makes by bumping the pass count), so nothing ages
  * behind its back. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "heap.h"
 #include "hmalloc.h"
 #include "large.h"
+#include "pagemap.h"
 #include "purge.h"
 
 #define KiB ((size_t)1024)
@@ -220,6 +222,57 @@ static void huge_reused(void)
   UNIT_PASS("a freed huge mapping is reused within a quarter; calloc reads zeros");
 }
 
+/* The THPeligible field of the mapping at p in /proc/self/smaps: 1 when
+ * the kernel may back it with huge pages; -1 if there is no such field. */
+static int thp_eligible(const void *p)
+{
+  FILE *f = fopen("/proc/self/smaps", "r");
+  CHECK(f != NULL, "cannot open /proc/self/smaps");
+  char line[512];
+  bool inside = false;
+  int eligible = -1;
+  while (eligible < 0 && fgets(line, sizeof line, f) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+      inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    else if (inside && sscanf(line, "THPeligible: %d", &eligible) == 1)
+      break;
+  }
+  fclose(f);
+  return eligible;
+}
+
+/* "always", "madvise" or "never": the bracketed word of the THP setting. */
+static bool thp_mode_is(const char *mode)
+{
+  char text[128] = "";
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == NULL)
+    return false;
+  bool ok = fgets(text, sizeof text, f) != NULL;
+  fclose(f);
+  char want[32];
+  snprintf(want, sizeof want, "[%s]", mode);
+  return ok && strstr(text, want) != NULL;
+}
+
+static void huge_thp(void)
+{
+  char *p = hm_malloc(16 * MiB);
+  CHECK(p != NULL, "malloc(16 MiB) failed");
+  uintptr_t mapping = (uintptr_t)hm_pagemap_header(p);
+  CHECK(mapping % (2 * MiB) == 0, "a huge mapping at %p is not 2 MiB-aligned", (void *)mapping);
+  const char *thp = getenv("HMALLOC_THP");
+  bool asked = thp != NULL && strcmp(thp, "1") == 0;
+  int eligible = thp_eligible(p);
+  if (eligible >= 0 && thp_mode_is("madvise"))
+    CHECK(eligible == asked, "THPeligible %d with HMALLOC_THP=%s", eligible, thp ? thp : "unset");
+  hm_free(p);
+  hm_trim();
+  UNIT_PASS(asked ? "huge mappings are 2 MiB-aligned and ask for huge pages"
+                  : "huge mappings are 2 MiB-aligned and do not ask for huge pages");
+}
+
 static void huge_decays(void)
 {
   hm_trim();
@@ -345,6 +398,7 @@ int main(void)
   run_cross_thread_and_exit();
   stats_count_cached_runs_freed();
   huge_reused();
+  huge_thp();
   huge_decays();
   huge_bounded();
   stress_threads();
