@@ -16,20 +16,20 @@ static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_ke
   /* The process must be set up before the first block of any kind, and the
    * gate is the thread's. */
   hm_heap *mine = hm_heap_thread();
-  void *p = NULL;
-  hm_gate_enter(); /* the run cache is one of the heap's queues */
   if (h == mine && h->kind == HM_HEAP_THREAD) {
     hm_run_cache_age(&h->runs);
-    if (align <= HM_HEADER_SIZE && (p = hm_large_alloc_cached(h, size)) != NULL)
+    void *p = align <= HM_HEADER_SIZE ? hm_large_alloc_cached(h, size) : NULL;
+    if (p != NULL) {
       *old_key = 0; /* a reused run holds what its last user wrote */
-  }
-  if (p == NULL) {
-    p = hm_large_alloc(size, align, old_key);
-    if (p != NULL && hm_heap_is_private(h) && !hm_heap_large_add(h, hm_pagemap_header(p))) {
-      hm_large_free(mine, hm_pagemap_header(p), p, "hm_heap_malloc"); /* past the heap's limit */
-      errno = ENOMEM;
-      p = NULL;
+      return p;
     }
+  }
+  hm_gate_enter();
+  void *p = hm_large_alloc(size, align, old_key);
+  if (p != NULL && hm_heap_is_private(h) && !hm_heap_large_add(h, hm_pagemap_header(p))) {
+    hm_large_free(mine, hm_pagemap_header(p), p, "hm_heap_malloc"); /* past the heap's limit */
+    errno = ENOMEM;
+    p = NULL;
   }
   hm_gate_exit();
   hm_purge_tick();

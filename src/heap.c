@@ -646,6 +646,7 @@ static void fork_child_visit(hm_heap *h, void *self)
   /* A heap of a thread that did not survive the fork, or a free structure
    * holding spans for its next thread. Every delivery has landed (the
    * gate), so after the drain nothing is pending. */
+  hm_run_cache_forget(&h->runs);
   flush(h);
   if (in_use)
     pool_release(h);

@@ -181,17 +181,18 @@ void hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
   uint32_t expected = HM_SPAN_LIVE;
   if (!atomic_compare_exchange_strong(&s->state, &expected, HM_SPAN_FREED))
     hm_fatal(func, "double free", p);
-  hm_gate_enter();
   if (cacheable(h, s)) {
     count_cached(h, s, -1);
     hm_run_cache_age(&h->runs);
-    if (!hm_run_cache_put(&h->runs, s)) {
-      count_live(s, -1);
-      hm_large_release(s);
-    }
+    if (hm_run_cache_put(&h->runs, s))
+      return;
+    count_live(s, -1);
+    hm_gate_enter();
+    hm_large_release(s);
     hm_gate_exit();
     return;
   }
+  hm_gate_enter();
   hm_stats_count_direct_free(hm_large_usable(s));
   if (s->arena != hm_arena_for_node(-1))
     atomic_fetch_add_explicit(&s->arena->cross_node_frees, 1, memory_order_relaxed);
@@ -252,15 +253,23 @@ static hm_span *huge_move(hm_span *s, size_t bytes)
     hm_os_huge_pages(to, bytes);
   size_t offset = (size_t)(s->blocks - (uint8_t *)s);
   size_t marked = mapped_granules(s);
-  /* The new entries first (a leaf may have to be mapped, and fail): the
-   * block must never be unknown to the page map. */
-  if (!hm_pagemap_set(to, to, marked) || !hm_os_remap(s, s->size, to, bytes)) {
+  /* The new entries first (a leaf may have to be mapped, and fail). The
+   * old ones go before the remap: once it has unmapped the old range,
+   * another thread's new mapping may land there and set its own. Only the
+   * block's owner looks it up meanwhile. */
+  if (!hm_pagemap_set(to, to, marked)) {
+    hm_pagemap_clear(to, marked);
+    hm_os_release(to, bytes);
+    return NULL;
+  }
+  hm_pagemap_clear(s, marked);
+  if (!hm_os_remap(s, s->size, to, bytes)) {
+    hm_pagemap_set(s, s, marked); /* its leaf is there: cannot fail */
     hm_pagemap_clear(to, marked);
     hm_os_release(to, bytes);
     return NULL;
   }
   to->blocks = (uint8_t *)to + offset;
-  hm_pagemap_clear(s, marked);
   return to;
 }
 

@@ -1,5 +1,6 @@
 #include "run_cache.h"
 
+#include "gate.h"
 #include "large.h"
 #include "purge.h"
 
@@ -74,7 +75,14 @@ void hm_run_cache_age(hm_run_cache *c)
   if (c->epoch == now)
     return;
   c->epoch = now;
+  hm_gate_enter(); /* runs go back to their regions */
   release(c, false);
+  hm_gate_exit();
+}
+
+void hm_run_cache_forget(hm_run_cache *c)
+{
+  *c = (hm_run_cache){0};
 }
 
 void hm_run_cache_flush(hm_run_cache *c)

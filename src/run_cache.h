@@ -4,7 +4,9 @@
  * a second free is still caught exactly), its page-map entries and its
  * region bits. A later large malloc of the thread takes it back with no
  * bitmap claim, no page-map write and no system call: a list pop. Only the
- * owning thread touches the cache, with plain loads and stores.
+ * owning thread touches the cache, with plain loads and stores, outside
+ * the fork gate (no atomic operation on a hit): a fork child forgets the
+ * caches of the threads that did not survive the fork.
  *
  * Bounded: at most HM_RUN_CACHE_BYTES a heap; a run that does not fit goes
  * back to its region. Decayed: a run cached before the previous purge pass
@@ -40,5 +42,9 @@ bool hm_run_cache_put(hm_run_cache *c, hm_span *s);
 void hm_run_cache_age(hm_run_cache *c);
 /* Releases every cached run. */
 void hm_run_cache_flush(hm_run_cache *c);
+/* Drops the cache without looking at it: a fork child's copy of another
+ * thread's cache, which that thread may have been changing (takes and puts
+ * do not enter the fork gate). Its runs stay in use in the child. */
+void hm_run_cache_forget(hm_run_cache *c);
 
 #endif

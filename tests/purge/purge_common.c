@@ -141,28 +141,27 @@ void wait_for_purge(int rounds)
     purge_round();
 }
 
-size_t wait_for_rss(size_t bound, int rounds)
+/* Waits `rounds`, then more while measure() is above `bound`; returns it. */
+static size_t wait_below(size_t (*measure)(void), size_t bound, int rounds)
 {
   wait_for_purge(rounds);
   int64_t waited = rounds * (purge_delay_ms() + 20);
-  size_t rss = rss_bytes();
-  for (; rss > bound && waited < WAIT_CAP_MS; waited += purge_delay_ms() + 20) {
+  size_t value = measure();
+  for (; value > bound && waited < WAIT_CAP_MS; waited += purge_delay_ms() + 20) {
     purge_round();
-    rss = rss_bytes();
+    value = measure();
   }
-  return rss;
+  return value;
+}
+
+size_t wait_for_rss(size_t bound, int rounds)
+{
+  return wait_below(rss_bytes, bound, rounds);
 }
 
 size_t wait_for_maps(size_t bound, int rounds)
 {
-  wait_for_purge(rounds);
-  int64_t waited = rounds * (purge_delay_ms() + 20);
-  size_t maps = maps_lines();
-  for (; maps > bound && waited < WAIT_CAP_MS; waited += purge_delay_ms() + 20) {
-    purge_round();
-    maps = maps_lines();
-  }
-  return maps;
+  return wait_below(maps_lines, bound, rounds);
 }
 
 void *map_array(size_t bytes)
