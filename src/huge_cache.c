@@ -20,8 +20,8 @@ static size_t slot_granules(uintptr_t word)
 
 static size_t cache_bound(const hm_arena *a)
 {
-  size_t quarter = atomic_load_explicit(&a->huge_bytes, memory_order_relaxed) / 4;
-  return quarter > HM_HUGE_CACHE_MIN_BYTES ? quarter : HM_HUGE_CACHE_MIN_BYTES;
+  size_t in_use = atomic_load_explicit(&a->huge_bytes, memory_order_relaxed);
+  return in_use > HM_HUGE_CACHE_MIN_BYTES ? in_use : HM_HUGE_CACHE_MIN_BYTES;
 }
 
 /* Publishes a mapping the caller owns in a free slot; false if none is. */
@@ -58,13 +58,13 @@ bool hm_huge_cache_put(hm_arena *a, hm_span *s)
   return true;
 }
 
-/* The slot of the smallest cached mapping of `granules` up to a quarter
- * more, or -1. A bigger mapping is not cut to fit: not every system can
- * release part of a mapping, and a cut leaves pieces nobody asked for. */
+/* The slot of the smallest cached mapping of `granules` up to twice that,
+ * or -1. A bigger mapping is not cut to fit: not every system can release
+ * part of a mapping, and a cut leaves pieces nobody asked for. */
 static int best_fit(hm_huge_cache *c, size_t granules, uintptr_t *word)
 {
   int best = -1;
-  size_t best_granules = granules + granules / 4 + 1;
+  size_t best_granules = 2 * granules + 1;
   for (unsigned i = 0; i < HM_HUGE_CACHE_SLOTS; i++) {
     uintptr_t w = atomic_load_explicit(&c->slots[i], memory_order_acquire);
     size_t g = slot_granules(w);
@@ -93,6 +93,11 @@ hm_span *hm_huge_cache_take(hm_arena *a, size_t granules)
       continue;
     hm_span *s = slot_span(word);
     atomic_fetch_sub_explicit(&c->bytes, s->size, memory_order_relaxed);
+    /* Reusing resident pages saves faulting in fresh ones; the spare
+     * tail's go back, so that RSS follows what is asked for. */
+    size_t spare = s->granules - granules;
+    if (spare > granules / 4 && !s->purged)
+      hm_os_purge((uint8_t *)s + granules * HM_GRANULE, spare * HM_GRANULE, true);
     return s;
   }
   return NULL;

@@ -3,16 +3,17 @@
  * A freed huge block keeps its mapping (address space, NUMA binding, its
  * header FREED in the page map, so a second free is still caught) in one of
  * a few slots. A huge malloc of the arena's node takes the smallest cached
- * mapping that holds it with at most a quarter to spare, and pays no mmap
- * and, while the pages are still resident, no page faults.
+ * mapping that holds it, up to twice its size (the spare tail purged), and
+ * pays no mmap and, while the pages are still resident, no page faults.
  *
  * A slot holds the mapping's address with its granule count in the low 16
  * bits (mappings are granule-aligned), so a taker chooses without touching
  * a mapping it does not own, and claims one with a CAS: no lock, no grace
  * period. Whoever holds a mapping taken from a slot owns it.
  *
- * Bounded: HM_HUGE_CACHE_MIN_BYTES, or a quarter of the arena's huge bytes
- * in use if more. Decayed by the purge passes: a mapping cached before the
+ * Bounded: HM_HUGE_CACHE_MIN_BYTES, or the arena's huge bytes in use if
+ * more (measured: a quarter of them left bench/ large at 2.3x the time).
+ * Decayed by the purge passes: a mapping cached before the
  * previous pass is purged (its pages go back; it now reads as zeros), one
  * cached HM_HUGE_CACHE_UNMAP_PASSES passes ago is unmapped; a trim unmaps
  * them all. */
@@ -37,7 +38,7 @@ struct hm_arena;
 
 /* Caches a freed huge block of arena `a`; false: the caller unmaps it. */
 bool hm_huge_cache_put(struct hm_arena *a, hm_span *s);
-/* A cached mapping of `granules` granules up to a quarter more, or NULL. The
+/* A cached mapping of `granules` granules up to twice that, or NULL. The
  * caller formats the header anew; s->zeroed tells whether it reads as zeros
  * past the header. */
 hm_span *hm_huge_cache_take(struct hm_arena *a, size_t granules);

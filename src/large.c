@@ -140,7 +140,7 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
     hm_span *s = align < HM_GRANULE ? hm_huge_cache_take(a, granules) : NULL;
     if (s != NULL) {
       zeroed = s->zeroed;
-      bytes = s->size; /* up to a quarter more than asked */
+      bytes = s->size; /* up to twice what was asked */
     } else {
       s = huge_map(a, bytes, align);
     }

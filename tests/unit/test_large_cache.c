@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "api/test_util.h"
 #include "unit.h"
@@ -195,6 +197,19 @@ static void stats_count_cached_runs_freed(void)
   UNIT_PASS("statistics: cached runs are not live, cache hits count as mallocs");
 }
 
+/* Bytes of [p, p+n) resident now (mincore). */
+static size_t resident_bytes(const char *p, size_t n)
+{
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char v[4096];
+  CHECK(n / page <= sizeof v, "resident_bytes: %zu bytes is too many pages", n);
+  CHECK(mincore((void *)p, n, v) == 0, "mincore failed");
+  size_t resident = 0;
+  for (size_t i = 0; i < n / page; i++)
+    resident += (v[i] & 1) * page;
+  return resident;
+}
+
 static void huge_reused(void)
 {
   hm_trim();
@@ -212,14 +227,22 @@ static void huge_reused(void)
   char *z = hm_calloc(1, 15 * MiB);
   CHECK(z == q, "calloc did not reuse the cached mapping");
   CHECK(all_zero(z, 15 * MiB), "calloc of a reused mapping is not zeroed");
+  memset(r, 0x21, 14 * MiB);
   hm_free(r);
-  char *half = hm_malloc(8 * MiB); /* the cached 14 MiB would waste too much */
-  CHECK(half != r, "an 8 MiB block reused a 14 MiB mapping");
+  char *half = hm_malloc(8 * MiB); /* up to twice the size is reused */
+  CHECK(half == r, "an 8 MiB block did not reuse the cached 14 MiB mapping");
+  char *mapping = (char *)hm_pagemap_header(half);
+  size_t spare = resident_bytes(mapping + 9 * MiB, 5 * MiB);
+  CHECK(spare == 0, "%zu bytes of the reused mapping's spare tail still resident", spare);
   hm_free(half);
+  char *small = hm_malloc(6 * MiB); /* less than half of it: a new mapping */
+  CHECK(small != half, "a 6 MiB block reused a 14 MiB mapping");
+  hm_free(small);
   hm_free(z);
   hm_trim();
   CHECK(huge_cached() == 0, "trim left %zu bytes of huge mappings", huge_cached());
-  UNIT_PASS("a freed huge mapping is reused within a quarter; calloc reads zeros");
+  UNIT_PASS("a freed huge mapping is reused up to twice the size, its spare purged; calloc "
+            "reads zeros");
 }
 
 /* The THPeligible field of the mapping at p in /proc/self/smaps: 1 when
