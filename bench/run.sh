@@ -83,16 +83,20 @@ heapreq-malloc|workload|1|1 4||heapreq -m malloc
 micro|micro|-|-|-|micro
 redis|server|-|-|-|redis
 timeline|timeline|-|-||burst -m timeline
-callgrind|callgrind|-|-||fastpath batchfree
+callgrind|callgrind|-|-||fastpath fastpath:batch fastpath:sized batchfree
 "
 
 # Callgrind: each program at two counts (-n); the difference in instructions
 # over the difference in malloc+free pairs cancels start-up. Per program:
-# "short long pairs-per-count what". fastpath: one malloc(32)+free per
-# iteration. batchfree: 16384 pairs per round; from round 3 on, a round
-# reuses the memory of the previous one (steady state).
+# "short long pairs-per-count what"; PROGRAM:MODE runs PROGRAM -m MODE.
+# fastpath: one malloc(32)+free per iteration; :batch, 64 pairs of 16..128 B
+# per iteration, all 64 allocated before the frees; :sized, free_sized.
+# batchfree: 16384 pairs per round; from round 3 on, a round reuses the
+# memory of the previous one (steady state).
 declare -A callgrind_counts=(
   [fastpath]="100000 200000 1 malloc(32)+free"
+  [fastpath:batch]="2000 4000 64 pair of a batch of 64 (16..128 B)"
+  [fastpath:sized]="100000 200000 1 malloc(32)+free_sized"
   [batchfree]="4 12 16384 batchfree pair (64 B, freed in allocation order)"
 )
 # Google Benchmark: time per benchmark (seconds); --quick runs a subset.
@@ -382,9 +386,10 @@ run_server() {
 # (proof that the allocator, not glibc, served the calls). Reasons for a
 # failure go to stderr.
 callgrind_ir() {
-  local allocator=$1 program=$2 n=$3 file=$4 lib=${preload[$1]}
+  local allocator=$1 program=${2%%:*} n=$3 file=$4 lib=${preload[$1]} mode=()
+  [[ $2 == *:* ]] && mode=(-m "${2#*:}")
   if ! LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$file" \
-         "$build/bench/$program" -n "$n" >/dev/null 2>"$file.log"; then
+         "$build/bench/$program" -n "$n" "${mode[@]}" >/dev/null 2>"$file.log"; then
     echo "$allocator: $program -n $n failed under callgrind: $(tail -1 "$file.log")" >&2
     return 1
   fi
