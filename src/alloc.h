@@ -130,10 +130,10 @@ static inline void hm_free_fast(void *p, size_t size, bool sized)
       cur->free = b;
       return;
     }
-  } else {
+  } else if (hm_likely(!hm_pagemap_beyond((uintptr_t)p))) {
     hm_span *s = hm_pagemap_header_fast(p);
     hm_heap *h = hm_tls;
-    if (hm_likely(s != NULL && hm_span_owned_by(s, h) && hm_span_is_block(s, p) &&
+    if (hm_likely(hm_span_owned_by(s, h) && hm_span_is_block(s, p) &&
                   (!sized || size <= s->block_size) && b->key != hm_free_key)) {
       b->next = s->local_free;
       b->key = hm_free_key;
