@@ -390,6 +390,8 @@ callgrind_ir() {
   [[ $2 == *:* ]] && mode=(-m "${2#*:}")
   if ! LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$file" \
          "$build/bench/$program" -n "$n" "${mode[@]}" >/dev/null 2>"$file.log"; then
+    # (An allocator without free_sized: not a failure, nothing to count.)
+    grep -q 'free_sized not found' "$file.log" && return 2
     echo "$allocator: $program -n $n failed under callgrind: $(tail -1 "$file.log")" >&2
     return 1
   fi
@@ -405,14 +407,20 @@ callgrind_ir() {
 # the results of all on one line. Non-zero if any failed.
 run_callgrind() {
   local label=$1 allocator=$2 run=$3 dir=$out/callgrind program n_short n_long pairs what
-  local short long per_pair failed=0 texts=() line one_errors=$errors.callgrind
+  local short long per_pair failed=0 texts=() line one_errors=$errors.callgrind rc
   local -a programs
   read -ra programs <<<"${variant_command[$label]}"
   mkdir -p "$dir"
   : >"$errors"
   for program in "${programs[@]}"; do
     read -r n_short n_long pairs what <<<"${callgrind_counts[$program]}"
-    if short=$(callgrind_ir "$allocator" "$program" "$n_short" "$dir/$allocator-$program-$n_short.out" 2>"$one_errors") &&
+    rc=0
+    short=$(callgrind_ir "$allocator" "$program" "$n_short" "$dir/$allocator-$program-$n_short.out" 2>"$one_errors") || rc=$?
+    if [ $rc -eq 2 ]; then
+      texts+=("$program: the allocator has no free_sized")
+      continue
+    fi
+    if [ $rc -eq 0 ] &&
        long=$(callgrind_ir "$allocator" "$program" "$n_long" "$dir/$allocator-$program-$n_long.out" 2>"$one_errors"); then
       per_pair=$(awk -v a="$short" -v b="$long" -v n=$(((n_long - n_short) * pairs)) \
         'BEGIN { printf "%.1f", (b - a) / n }')

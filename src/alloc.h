@@ -137,8 +137,7 @@ static inline void hm_free_fast(void *p, size_t size, bool sized)
                   (!sized || size <= s->block_size) && b->key != hm_free_key)) {
       b->next = s->local_free;
       b->key = hm_free_key;
-      s->local_free = b;
-      hm_count(&h->frees[s->cls]);
+      s->local_free = b; /* counted when the owner next looks (span_sync) */
       if (hm_unlikely(hm_span_dec_used(s) == 0))
         hm_heap_span_unused(h, s);
       return;

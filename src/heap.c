@@ -117,6 +117,9 @@ bool hm_heap_gates_clear(void)
   return !busy;
 }
 
+typedef void (*span_fn)(hm_heap *h, hm_span *s, void *arg);
+static void each_span(hm_heap *h, span_fn fn, void *arg);
+
 /* ---- Queues ------------------------------------------------------------- */
 
 static size_t span_bytes(const hm_span *s)
@@ -195,11 +198,29 @@ static void span_to_pending(hm_heap *h, hm_span *s)
   atomic_store_explicit(&s->owner, (uintptr_t)h | HM_OWNER_PARKED, memory_order_relaxed);
 }
 
+/* Statistics: the blocks the free fast path pushed on the span's local
+ * list since the last look are frees of the owner's (the list holds
+ * carved - used blocks). */
+static void span_sync(hm_heap *h, hm_span *s)
+{
+  uint32_t local = hm_span_carved_blocks(s) - hm_span_used(s);
+  if (local > s->local_counted)
+    hm_count_n(&h->frees[s->cls], local - s->local_counted);
+  s->local_counted = (uint16_t)local;
+}
+
+static hm_block *collect(hm_heap *h, hm_span *s)
+{
+  span_sync(h, s);
+  return hm_span_collect(s);
+}
+
 /* The span leaves the heap: back to its region when unused, else to the
  * arena. False, and nothing done, while a delivery to this heap is in
  * flight. Private heaps call it for unused spans only. */
 static bool span_leave(hm_heap *h, hm_span *s)
 {
+  span_sync(h, s);
   if (!hm_span_disarm(s))
     return false;
   span_unlink(h, s);
@@ -239,11 +260,18 @@ static uint32_t list_length(const hm_block *b)
   return n;
 }
 
+static void sync_span(hm_heap *h, hm_span *s, void *arg)
+{
+  (void)arg;
+  span_sync(h, s);
+}
+
 void hm_heap_sync_counts(hm_heap *h)
 {
   for (unsigned c = 0; c < HM_CLASSES; c++)
     if (h->bins[c].synced != 0 || h->hot[c].free != NULL)
       sync_class(h, c, list_length(h->hot[c].free));
+  each_span(h, sync_span, NULL);
 }
 
 /* The active span of class `cls` gives back its allocation list: it can
@@ -355,7 +383,7 @@ static void housekeeping(hm_heap *h)
 static hm_block *park(hm_heap *h, hm_span *s)
 {
   if (s->notify == HM_NOTIFY_NONE && !hm_span_arm(s))
-    return hm_span_collect(s);
+    return collect(h, s);
   hm_bin *bin = &h->bins[s->cls];
   span_unlink(h, s);
   queue_push(&bin->full, s);
@@ -372,7 +400,7 @@ static hm_block *activate(hm_heap *h, hm_span *s)
   h->bins[s->cls].active = s;
   s->queue = HM_Q_ACTIVE;
   atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_relaxed);
-  hm_block *list = hm_span_collect(s);
+  hm_block *list = collect(h, s);
   return list != NULL ? list : park(h, s);
 }
 
@@ -395,8 +423,6 @@ static hm_span *take_span(hm_heap *h, unsigned cls)
   atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
   return s;
 }
-
-typedef void (*span_fn)(hm_heap *h, hm_span *s, void *arg);
 
 /* Calls fn on every span of the heap; fn may take the span out. */
 static void each_span(hm_heap *h, span_fn fn, void *arg)
@@ -528,7 +554,7 @@ void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
       /* What the owner freed into its active span: no span moves, so this
        * needs neither the gate nor a purge tick. */
       sync_class(h, cls, 0);
-      b = hm_span_collect(active);
+      b = collect(h, active);
       h->bins[cls].synced = (int32_t)active->collected;
     } else if (b == NULL) {
       sync_class(h, cls, 0);
@@ -632,8 +658,7 @@ void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, cons
     b->next = s->local_free;
     b->key = hm_free_key;
     s->local_free = b;
-    hm_count(&h->frees[s->cls]);
-    uint32_t used = hm_span_dec_used(s);
+    uint32_t used = hm_span_dec_used(s); /* counted by span_sync */
     if (owner & HM_OWNER_PARKED)
       free_into_parked(h, s);
     else if (used == 0)

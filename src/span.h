@@ -81,7 +81,12 @@ typedef struct hm_span {
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
   uint32_t granules;
-  uint32_t collected; /* blocks on the list hm_span_collect returned last */
+  uint16_t collected; /* blocks on the list hm_span_collect returned last */
+  /* Statistics: blocks on local_free that the owner's counters have (or
+   * that were no frees: put back unused, or counted by a remote freer).
+   * The others, pushed by the free fast path, are counted when the owner
+   * next looks (hm_heap.c span_sync). */
+  uint16_t local_counted; /* (a span has at most 4096 blocks) */
 } hm_span;
 
 _Static_assert(sizeof(hm_span) <= HM_HEADER_SIZE, "span header too big");
