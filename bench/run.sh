@@ -101,7 +101,7 @@ heapreq-malloc|workload|1|1 4|||heapreq -m malloc
 micro|micro|-|-||-|micro
 redis|server|-|-||-|redis
 timeline|timeline|-|-|-||burst -m timeline
-callgrind|callgrind|-|-|-||fastpath batchfree
+callgrind|callgrind|-|-|-||fastpath fastpath:batch fastpath:sized batchfree
 "
 # The cross-thread families, run at these counts by --scaling.
 scaling_families=xthread,requests,prodcons,larson
@@ -109,11 +109,15 @@ scaling_threads=1,2,4,8,16,32,64
 
 # Callgrind: each program at two counts (-n); the difference in instructions
 # over the difference in malloc+free pairs cancels start-up. Per program:
-# "short long pairs-per-count what". fastpath: one malloc(32)+free per
-# iteration. batchfree: 16384 pairs per round; from round 3 on, a round
-# reuses the memory of the previous one (steady state).
+# "short long pairs-per-count what"; PROGRAM:MODE runs PROGRAM -m MODE.
+# fastpath: one malloc(32)+free per iteration; :batch, 64 pairs of 16..128 B
+# per iteration, all 64 allocated before the frees; :sized, free_sized.
+# batchfree: 16384 pairs per round; from round 3 on, a round reuses the
+# memory of the previous one (steady state).
 declare -A callgrind_counts=(
   [fastpath]="100000 200000 1 malloc(32)+free"
+  [fastpath:batch]="2000 4000 64 pair of a batch of 64 (16..128 B)"
+  [fastpath:sized]="100000 200000 1 malloc(32)+free_sized"
   [batchfree]="4 12 16384 batchfree pair (64 B, freed in allocation order)"
 )
 # Google Benchmark: time per benchmark (seconds); --quick runs a subset.
@@ -419,9 +423,12 @@ run_server() {
 # (proof that the allocator, not glibc, served the calls). Reasons for a
 # failure go to stderr.
 callgrind_ir() {
-  local allocator=$1 program=$2 n=$3 file=$4 lib=${preload[$1]}
+  local allocator=$1 program=${2%%:*} n=$3 file=$4 lib=${preload[$1]} mode=()
+  [[ $2 == *:* ]] && mode=(-m "${2#*:}")
   if ! LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$file" \
-         "$build/bench/$program" -n "$n" >/dev/null 2>"$file.log"; then
+         "$build/bench/$program" -n "$n" "${mode[@]}" >/dev/null 2>"$file.log"; then
+    # (An allocator without free_sized: not a failure, nothing to count.)
+    grep -q 'free_sized not found' "$file.log" && return 2
     echo "$allocator: $program -n $n failed under callgrind: $(tail -1 "$file.log")" >&2
     return 1
   fi
@@ -437,14 +444,20 @@ callgrind_ir() {
 # the results of all on one line. Non-zero if any failed.
 run_callgrind() {
   local label=$1 allocator=$2 run=$3 dir=$out/callgrind program n_short n_long pairs what
-  local short long per_pair failed=0 texts=() line one_errors=$errors.callgrind
+  local short long per_pair failed=0 texts=() line one_errors=$errors.callgrind rc
   local -a programs
   read -ra programs <<<"${variant_command[$label]}"
   mkdir -p "$dir"
   : >"$errors"
   for program in "${programs[@]}"; do
     read -r n_short n_long pairs what <<<"${callgrind_counts[$program]}"
-    if short=$(callgrind_ir "$allocator" "$program" "$n_short" "$dir/$allocator-$program-$n_short.out" 2>"$one_errors") &&
+    rc=0
+    short=$(callgrind_ir "$allocator" "$program" "$n_short" "$dir/$allocator-$program-$n_short.out" 2>"$one_errors") || rc=$?
+    if [ $rc -eq 2 ]; then
+      texts+=("$program: the allocator has no free_sized")
+      continue
+    fi
+    if [ $rc -eq 0 ] &&
        long=$(callgrind_ir "$allocator" "$program" "$n_long" "$dir/$allocator-$program-$n_long.out" 2>"$one_errors"); then
       per_pair=$(awk -v a="$short" -v b="$long" -v n=$(((n_long - n_short) * pairs)) \
         'BEGIN { printf "%.1f", (b - a) / n }')

@@ -115,6 +115,9 @@ struct hm_stats {
   size_t regions_released; /* regions unmapped */
 };
 
+/* mallocs and frees of small blocks are counted on slow paths, not per
+ * call: exact for the calling thread, lagging for other running threads
+ * (until their next slow path or exit; README explains). */
 HM_API void hm_stats_get(struct hm_stats *out);
 
 /* Per NUMA node: one arena each (node 0 only on a one-node machine, or

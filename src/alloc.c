@@ -43,6 +43,12 @@ void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
   return alloc_large(h, size, HM_MIN_ALIGN, old_key);
 }
 
+void *hm_malloc_slow(size_t size)
+{
+  uint64_t old_key;
+  return hm_alloc_block(hm_tls, size, &old_key);
+}
+
 static void *alloc_in(hm_heap *h, size_t size)
 {
   uint64_t old_key;
@@ -205,7 +211,7 @@ void *hm_reallocarray(void *p, size_t count, size_t size)
   return hm_realloc(p, total);
 }
 
-static void free_checked(void *p, size_t size, const char *func)
+__attribute__((noinline)) static void free_checked(void *p, size_t size, const char *func)
 {
   if (p == NULL)
     return;
@@ -215,9 +221,37 @@ static void free_checked(void *p, size_t size, const char *func)
   hm_free_slow(p, func);
 }
 
-void hm_free_sized(void *p, size_t size)
+/* free_sized: free's fast paths with one more test, the size against the
+ * block's; anything else gets every check of free_checked. */
+void hm_free_sized_slow(void *p, size_t size)
 {
   free_checked(p, size, "free_sized");
+}
+
+/* free_sized: the size names the class, whose active span is tested first
+ * (any class's, where free knows only the current class's); a block there
+ * is no bigger than the class size. Else free's page-map path with the size
+ * compared to the block's; anything else gets every check of free_checked. */
+void hm_free_sized(void *p, size_t size)
+{
+  hm_heap *h = hm_tls;
+  hm_block *b = p;
+  size_t step = size - 1;
+  if (hm_likely(step < HM_DIRECT_MAX)) {
+    hm_bin_hot *bin = (hm_bin_hot *)((char *)h->hot + ((step & ~(size_t)15) << 1));
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)bin->blocks);
+    if (hm_likely(off < bin->len)) {
+      if (hm_likely(hm_mul_mem(off, &bin->divisor) < bin->divisor && b->key != hm_free_key)) {
+        b->next = bin->free;
+        b->key = hm_free_key;
+        bin->free = b;
+        return;
+      }
+      hm_free_sized_slow(p, size);
+      return;
+    }
+  }
+  hm_free_fast(p, size, true);
 }
 
 void hm_free_aligned_sized(void *p, size_t alignment, size_t size)

@@ -8,11 +8,59 @@
 #include "pagemap.h"
 
 void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
+/* malloc when its fast path found no block: a tail call, so the fast path
+ * needs no stack frame. */
+void *hm_malloc_slow(size_t size);
 /* The glibc extensions, for the override layer. */
 void *hm_memalign(size_t alignment, size_t size);
 void *hm_valloc(size_t size);
 void *hm_pvalloc(size_t size);
 void hm_free_slow(void *p, const char *func);
+void hm_free_sized_slow(void *p, size_t size);
+
+/* Code generation helpers for the fast paths. GCC computes an address used
+ * twice into a register (one more instruction) and keeps a value used
+ * twice in one; on x86-64 these take memory operands instead. */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define hm_load_scaled2(base, at) hm_load_scaled2_((char *)(base), at)
+#define hm_store_scaled2(base, at, b) hm_store_scaled2_((char *)(base), at, b)
+/* base is h->hot: the heap pointer plus a constant, folded into the
+ * instruction's displacement. */
+static inline hm_block *hm_load_scaled2_(char *base, size_t at)
+{
+  hm_block *b;
+  /* (In rax: malloc returns it.) */
+  __asm__("movq %c3(%1,%2,2), %0"
+          : "=a"(b)
+          : "r"(base - offsetof(hm_heap, hot)), "r"(at), "i"(offsetof(hm_heap, hot)), "m"(*base));
+  return b;
+}
+static inline void hm_store_scaled2_(char *base, size_t at, hm_block *b)
+{
+  __asm__("movq %2, %c3(%0,%1,2)"
+          :
+          : "r"(base - offsetof(hm_heap, hot)), "r"(at), "r"(b), "i"(offsetof(hm_heap, hot))
+          : "memory");
+}
+static inline uint64_t hm_mul_mem(uint64_t x, const uint64_t *m)
+{
+  __asm__("imulq %1, %0" : "+r"(x) : "m"(*m));
+  return x;
+}
+#else
+static inline hm_block *hm_load_scaled2(hm_bin_hot *base, size_t at)
+{
+  return *(hm_block **)((char *)base + 2 * at);
+}
+static inline void hm_store_scaled2(hm_bin_hot *base, size_t at, hm_block *b)
+{
+  *(hm_block **)((char *)base + 2 * at) = b;
+}
+static inline uint64_t hm_mul_mem(uint64_t x, const uint64_t *m)
+{
+  return x * *m;
+}
+#endif
 
 /* A block from heap `h`; *old_key receives what the block's key word held:
  * hm_zero_key if the block was never handed out and reads as zeros. */
@@ -28,8 +76,9 @@ static inline void *hm_alloc_block(hm_heap *h, size_t size, uint64_t *old_key)
   if (hm_likely(bin != NULL)) {
     hm_block *b = bin->free;
     if (hm_likely(b != NULL)) {
-      hm_count(&bin->mallocs);
       bin->free = b->next;
+      if (hm_heap_is_private(h))
+        hm_heap_count_pop(h, bin);
       *old_key = b->key;
       b->key = 0;
       return b;
@@ -38,32 +87,71 @@ static inline void *hm_alloc_block(hm_heap *h, size_t size, uint64_t *old_key)
   return hm_alloc_slow(h, size, old_key);
 }
 
+/* malloc: the classes of 16-byte steps only; the rest, and an empty list,
+ * in hm_malloc_slow. */
 static inline void *hm_alloc_inline(size_t size)
 {
-  uint64_t old_key;
-  return hm_alloc_block(hm_tls, size, &old_key);
+  hm_heap *h = hm_tls;
+  size_t step = size - 1;
+  if (hm_likely(step < HM_DIRECT_MAX)) {
+    /* hot[step >> 4] is 2 * (step & ~15) bytes into hot[]. */
+    size_t at = step & ~(size_t)15;
+    hm_block *b = hm_load_scaled2(h->hot, at);
+    if (hm_likely(b != NULL)) {
+      hm_store_scaled2(h->hot, at, b->next);
+      b->key = 0;
+      return b;
+    }
+  }
+  return hm_malloc_slow(size);
 }
 
-/* A block of a span this thread's heap owns (and has not parked), freed
- * exactly at its start and not marked free already, goes on the span's
- * local list; anything else (NULL, remote, large, parked, over-aligned,
- * invalid, double) is sorted out by the slow path. */
+/* A block of the active span of the thread's current class (hm_tls_cur)
+ * goes back on that class's allocation list: no page map, no counting (its
+ * `used` counts the list's blocks). Else a block of a span this thread's
+ * heap owns (and has not parked), freed exactly at its start and not
+ * marked free already, goes on the span's local list; anything else (NULL,
+ * remote, large, parked, over-aligned, invalid, double) is sorted out by
+ * the slow path. */
+static inline void hm_free_fast(void *p, size_t size, bool sized)
+{
+  hm_bin_hot *cur = hm_tls_cur;
+  hm_block *b = p;
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)cur->blocks);
+  if (hm_likely(off < cur->len)) {
+    /* Lemire's divisibility test, exact below 2^32 (span.h); for
+     * free_sized, size - 1 < block size exactly when (size - 1) * divisor
+     * stays below 2^64 (size 0 fails it, and takes the slow path). */
+    if (hm_likely(hm_mul_mem(off, &cur->divisor) < cur->divisor &&
+                  (!sized || (uint64_t)(((unsigned __int128)(size - 1) * cur->divisor) >> 64) == 0) &&
+                  b->key != hm_free_key)) {
+      b->next = cur->free;
+      b->key = hm_free_key;
+      cur->free = b;
+      return;
+    }
+  } else if (hm_likely(!hm_pagemap_beyond((uintptr_t)p))) {
+    hm_span *s = hm_pagemap_header_fast(p);
+    hm_heap *h = hm_tls;
+    if (hm_likely(hm_span_owned_by(s, h) && hm_span_is_block(s, p) &&
+                  (!sized || size <= s->block_size) && b->key != hm_free_key)) {
+      b->next = s->local_free;
+      b->key = hm_free_key;
+      s->local_free = b; /* counted when the owner next looks (span_sync) */
+      if (hm_unlikely(hm_span_dec_used(s) == 0))
+        hm_heap_span_unused(h, s);
+      return;
+    }
+  }
+  if (sized)
+    hm_free_sized_slow(p, size);
+  else
+    hm_free_slow(p, "free");
+}
+
 static inline void hm_free_inline(void *p)
 {
-  hm_span *s = hm_pagemap_header_fast(p);
-  hm_heap *h = hm_tls;
-  hm_block *b = p;
-  if (hm_likely(s != NULL && hm_span_owned_by(s, h) && hm_span_is_block(s, p) &&
-                b->key != hm_free_key)) {
-    b->next = s->local_free;
-    b->key = hm_free_key;
-    s->local_free = b;
-    hm_count(&h->frees[s->cls]);
-    if (hm_unlikely(hm_span_dec_used(s) == 0))
-      hm_heap_span_unused(h, s);
-    return;
-  }
-  hm_free_slow(p, "free");
+  hm_free_fast(p, 0, false);
 }
 
 #endif

@@ -10,6 +10,8 @@
 #include "stats.h"
 
 __thread hm_heap *hm_tls __attribute__((tls_model("initial-exec"))) = &hm_heap_empty;
+__thread hm_bin_hot *hm_tls_cur __attribute__((tls_model("initial-exec"))) = &hm_bin_none;
+hm_bin_hot hm_bin_none;
 
 hm_heap hm_heap_empty;
 static hm_heap heap_starting = {.kind = HM_HEAP_STARTING};
@@ -57,6 +59,7 @@ static hm_heap *pool_acquire(uint32_t kind)
   if (h == NULL)
     return NULL;
   memset(h->hot, 0, sizeof h->hot);
+  memset(h->mallocs, 0, sizeof h->mallocs);
   memset(h->frees, 0, sizeof h->frees);
   memset(h->bins, 0, sizeof h->bins);
   h->kind = kind;
@@ -117,6 +120,9 @@ bool hm_heap_gates_clear(void)
   return !busy;
 }
 
+typedef void (*span_fn)(hm_heap *h, hm_span *s, void *arg);
+static void each_span(hm_heap *h, span_fn fn, void *arg);
+
 /* ---- Queues ------------------------------------------------------------- */
 
 static size_t span_bytes(const hm_span *s)
@@ -157,6 +163,7 @@ static void span_unlink(hm_heap *h, hm_span *s)
   switch (s->queue) {
   case HM_Q_ACTIVE:
     bin->active = NULL;
+    h->hot[s->cls].len = 0; /* free no longer takes its blocks for the active span's */
     break;
   case HM_Q_PARTIAL:
     queue_remove(&bin->partial, s);
@@ -194,11 +201,29 @@ static void span_to_pending(hm_heap *h, hm_span *s)
   atomic_store_explicit(&s->owner, (uintptr_t)h | HM_OWNER_PARKED, memory_order_relaxed);
 }
 
+/* Statistics: the blocks the free fast path pushed on the span's local
+ * list since the last look are frees of the owner's (the list holds
+ * carved - used blocks). */
+static void span_sync(hm_heap *h, hm_span *s)
+{
+  uint32_t local = hm_span_carved_blocks(s) - hm_span_used(s);
+  if (local > s->local_counted)
+    hm_count_n(&h->frees[s->cls], local - s->local_counted);
+  s->local_counted = (uint16_t)local;
+}
+
+static hm_block *collect(hm_heap *h, hm_span *s)
+{
+  span_sync(h, s);
+  return hm_span_collect(s);
+}
+
 /* The span leaves the heap: back to its region when unused, else to the
  * arena. False, and nothing done, while a delivery to this heap is in
  * flight. Private heaps call it for unused spans only. */
 static bool span_leave(hm_heap *h, hm_span *s)
 {
+  span_sync(h, s);
   if (!hm_span_disarm(s))
     return false;
   span_unlink(h, s);
@@ -216,14 +241,52 @@ static void span_leave_or_pend(hm_heap *h, hm_span *s)
     span_to_pending(h, s);
 }
 
+/* Statistics: the allocation list of class `cls` is `len` blocks long. The
+ * fast paths pop (malloc) and push (free) there without counting; what the
+ * length lost since the last look were mallocs, what it gained frees. */
+static void sync_class(hm_heap *h, unsigned cls, uint32_t len)
+{
+  hm_bin *bin = &h->bins[cls];
+  int64_t popped = (int64_t)bin->synced - len;
+  if (popped >= 0)
+    hm_count_n(&h->mallocs[cls], (size_t)popped);
+  else
+    hm_count_n(&h->frees[cls], (size_t)-popped);
+  bin->synced = (int32_t)len;
+}
+
+static uint32_t list_length(const hm_block *b)
+{
+  uint32_t n = 0;
+  for (; b != NULL; b = b->next)
+    n++;
+  return n;
+}
+
+static void sync_span(hm_heap *h, hm_span *s, void *arg)
+{
+  (void)arg;
+  span_sync(h, s);
+}
+
+void hm_heap_sync_counts(hm_heap *h)
+{
+  for (unsigned c = 0; c < HM_CLASSES; c++)
+    if (h->bins[c].synced != 0 || h->hot[c].free != NULL)
+      sync_class(h, c, list_length(h->hot[c].free));
+  each_span(h, sync_span, NULL);
+}
+
 /* The active span of class `cls` gives back its allocation list: it can
  * then be judged like any other span. */
 static hm_span *active_settle(hm_heap *h, unsigned cls)
 {
   hm_span *s = h->bins[cls].active;
+  sync_class(h, cls, list_length(h->hot[cls].free));
   if (s != NULL)
     hm_span_put_back(s, h->hot[cls].free);
   h->hot[cls].free = NULL;
+  h->bins[cls].synced = 0;
   return s;
 }
 
@@ -325,7 +388,7 @@ static void housekeeping(hm_heap *h)
 static hm_block *park(hm_heap *h, hm_span *s)
 {
   if (s->notify == HM_NOTIFY_NONE && !hm_span_arm(s))
-    return hm_span_collect(s);
+    return collect(h, s);
   hm_bin *bin = &h->bins[s->cls];
   span_unlink(h, s);
   queue_push(&bin->full, s);
@@ -342,7 +405,7 @@ static hm_block *activate(hm_heap *h, hm_span *s)
   h->bins[s->cls].active = s;
   s->queue = HM_Q_ACTIVE;
   atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_relaxed);
-  hm_block *list = hm_span_collect(s);
+  hm_block *list = collect(h, s);
   return list != NULL ? list : park(h, s);
 }
 
@@ -365,8 +428,6 @@ static hm_span *take_span(hm_heap *h, unsigned cls)
   atomic_store_explicit(&s->state, HM_SPAN_OWNED, memory_order_relaxed);
   return s;
 }
-
-typedef void (*span_fn)(hm_heap *h, hm_span *s, void *arg);
 
 /* Calls fn on every span of the heap; fn may take the span out. */
 static void each_span(hm_heap *h, span_fn fn, void *arg)
@@ -485,21 +546,43 @@ void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
   if (!usable(h)) {
     b = alloc_direct(cls);
   } else {
+    /* Frees nested in this slow path (from libc, liburcu) must not push on
+     * the allocation lists it is changing: they take the page map. */
+    bool own = h == hm_tls;
+    if (own) {
+      hm_tls_cur = &hm_bin_none;
+      h->hot[cls].len = 0; /* (free_sized finds the class by its size) */
+    }
     b = h->hot[cls].free;
     hm_span *active = h->bins[cls].active;
     if (b == NULL && active != NULL && active->local_free != NULL) {
       /* What the owner freed into its active span: no span moves, so this
        * needs neither the gate nor a purge tick. */
-      b = hm_span_collect(active);
+      sync_class(h, cls, 0);
+      b = collect(h, active);
+      h->bins[cls].synced = (int32_t)active->collected;
     } else if (b == NULL) {
+      sync_class(h, cls, 0);
       hm_gate_enter();
       b = refill(h, cls);
       hm_gate_exit();
       refilled = true;
+      if (b != NULL)
+        h->bins[cls].synced = (int32_t)h->bins[cls].active->collected;
     }
     if (b != NULL) {
       h->hot[cls].free = b->next;
-      hm_count(&h->hot[cls].mallocs);
+      hm_heap_count_pop(h, &h->hot[cls]);
+    }
+    if (own) {
+      hm_bin_hot *hot = &h->hot[cls];
+      active = h->bins[cls].active;
+      if (active != NULL) {
+        hot->blocks = active->blocks;
+        hot->divisor = active->divisor;
+        hot->len = atomic_load_explicit(&active->carved, memory_order_relaxed);
+      }
+      hm_tls_cur = hot;
     }
   }
   if (b == NULL) {
@@ -580,8 +663,7 @@ void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, cons
     b->next = s->local_free;
     b->key = hm_free_key;
     s->local_free = b;
-    hm_count(&h->frees[s->cls]);
-    uint32_t used = hm_span_dec_used(s);
+    uint32_t used = hm_span_dec_used(s); /* counted by span_sync */
     if (owner & HM_OWNER_PARKED)
       free_into_parked(h, s);
     else if (used == 0)
@@ -630,6 +712,7 @@ void hm_heap_thread_exit(void *arg)
 {
   hm_heap *h = arg;
   hm_tls = &heap_dead;
+  hm_tls_cur = &hm_bin_none;
   flush(h);
   pool_release(h);
 }
@@ -710,6 +793,7 @@ void hm_heap_release_all(hm_heap *h)
    * the large list. */
   atomic_store_explicit(&h->inbox, NULL, memory_order_relaxed);
   atomic_store_explicit(&h->large_freed, NULL, memory_order_relaxed);
+  hm_heap_sync_counts(h); /* while the allocation lists are there to walk */
   size_t live[2] = {0, 0};
   each_span(h, drop_span, live);
   while (h->large != NULL) {

@@ -42,10 +42,16 @@ enum hm_heap_kind {
 #define HM_HEAP_PARTIAL_BUDGET ((size_t)1 << 20)
 #endif
 
-/* What the malloc fast path touches, 16 bytes a class. */
+/* What the fast paths touch, 32 bytes a class: the allocation list, and
+ * where the class's active span lies, so that free recognises a block of
+ * it without the page map (hm_free_inline: the thread's "current" class).
+ * `len` is 0 while the class has no active span; else the bytes carved
+ * from `blocks`, `divisor` its hm_span_divisor. */
 typedef struct hm_bin_hot {
   hm_block *free; /* free blocks of the active span */
-  size_t mallocs; /* statistics: plain counters, owner only */
+  uint8_t *blocks;
+  uint64_t len;
+  uint64_t divisor;
 } hm_bin_hot;
 
 typedef struct hm_bin {
@@ -53,6 +59,10 @@ typedef struct hm_bin {
   hm_span *partial; /* circular queues: head, with head->qprev the oldest */
   hm_span *full;
   uint32_t npartial;
+  /* Statistics: the allocation list's length when the counters last took
+   * it in (hm_heap_sync_counts). The fast paths count nothing: between two
+   * looks, malloc pops and free pushes change only the list's length. */
+  int32_t synced;
 } hm_bin;
 
 typedef struct hm_heap {
@@ -75,32 +85,44 @@ typedef struct hm_heap {
   hm_span *large;    /* private heaps: its large and huge blocks */
   hm_run_cache runs; /* thread heaps: freed large runs kept for reuse */
   /* Statistics of the large blocks this thread's heap handed out from its
-   * cache, or cached when freed (owner only, like hot[].mallocs). */
+   * cache, or cached when freed (written by the owner only, read by the
+   * statistics like mallocs[]). */
   size_t large_mallocs, large_frees, large_bytes_allocated, large_bytes_freed;
   /* What other threads push: spans woken by remote frees, and (private
    * heaps) large blocks freed. The owner takes each list whole. */
   hm_span *_Atomic inbox __attribute__((aligned(HM_CACHE_LINE)));
   hm_span *_Atomic large_freed;
   hm_bin_hot hot[HM_CLASSES] __attribute__((aligned(HM_CACHE_LINE)));
-  size_t frees[HM_CLASSES]; /* statistics, like hot[].mallocs */
+  /* Statistics, plain counters the owner adds to on slow paths (other
+   * threads read them: they lag behind a running thread's fast paths). */
+  size_t mallocs[HM_CLASSES];
+  size_t frees[HM_CLASSES];
   hm_bin bins[HM_CLASSES];
 } __attribute__((aligned(4096))) hm_heap;
 
-/* Counts one more in a statistic that only the owning thread writes and
- * other threads read (hm_stats_get), which may then lag by a few counts. A
- * plain increment is one instruction on the fast paths; a relaxed atomic
- * store, what the C memory model asks for, costs two more, so it is used
- * only where ThreadSanitizer checks the code and would report the race. */
-static inline void hm_count(size_t *counter)
+/* Adds to a statistic that only the owning thread writes and other
+ * threads read (hm_stats_get). A plain add; a relaxed atomic store where
+ * ThreadSanitizer checks the code and would report the race. */
+static inline void hm_count_n(size_t *counter, size_t n)
 {
 #ifdef __SANITIZE_THREAD__
-  __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
 #else
-  ++*counter;
+  *counter += n;
 #endif
 }
 
+static inline void hm_count(size_t *counter)
+{
+  hm_count_n(counter, 1);
+}
+
 extern __thread hm_heap *hm_tls __attribute__((tls_model("initial-exec"), visibility("hidden")));
+/* The class of the thread's heap whose active span free tests first (the
+ * class its last allocation slow path served), or hm_bin_none (len 0):
+ * while the thread has no heap, in its slow paths, and after its exit. */
+extern __thread hm_bin_hot *hm_tls_cur __attribute__((tls_model("initial-exec"), visibility("hidden")));
+extern HM_HIDDEN hm_bin_hot hm_bin_none;
 
 /* Builds the calling thread's heap (and starts the process); returns it,
  * or a sentinel if it cannot be had yet. */
@@ -138,6 +160,18 @@ void hm_heap_deliver(hm_heap *h, hm_span *s);
  * the fork hand back their spans. */
 void hm_heap_fork_child(void);
 void hm_heap_thread_exit(void *h);
+/* A pop from a private heap's allocation list, counted at once: a private
+ * heap may be read by hm_stats_get of the thread that uses it. */
+static inline void hm_heap_count_pop(hm_heap *h, hm_bin_hot *bin)
+{
+  size_t cls = (size_t)(bin - h->hot);
+  hm_count(&h->mallocs[cls]);
+  h->bins[cls].synced--;
+}
+
+/* Takes the allocation list lengths of heap `h` into its statistics (the
+ * owner, or a reader that owns `h` for now: a private heap's user). */
+void hm_heap_sync_counts(hm_heap *h);
 /* Calls `visit` on every heap in use, default and private (statistics). */
 void hm_heap_each(void (*visit)(const hm_heap *, void *), void *arg);
 /* Whether every heap structure's gate count is 0 (the fork gate). */

@@ -1,21 +1,27 @@
 #include "pagemap.h"
 
-hm_pagemap_leaf *_Atomic hm_pagemap_top[(size_t)1 << HM_PAGEMAP_BITS];
+struct hm_pagemap hm_pagemap;
+
+static hm_pagemap_leaf *leaf_at(uintptr_t offset)
+{
+  return (hm_pagemap_leaf *)((uintptr_t)hm_pagemap.zero + offset);
+}
 
 static hm_pagemap_leaf *leaf_of(uintptr_t a, bool create)
 {
-  _Atomic(hm_pagemap_leaf *) *slot = &hm_pagemap_top[a >> (HM_GRANULE_SHIFT + HM_PAGEMAP_BITS)];
-  hm_pagemap_leaf *leaf = atomic_load_explicit(slot, memory_order_acquire);
-  if (leaf != NULL || !create)
-    return leaf;
+  _Atomic uintptr_t *slot = &hm_pagemap.top[a >> (HM_GRANULE_SHIFT + HM_PAGEMAP_BITS)];
+  uintptr_t leaf = atomic_load_explicit(slot, memory_order_acquire);
+  if (leaf != 0 || !create)
+    return leaf != 0 ? leaf_at(leaf) : NULL;
   hm_pagemap_leaf *fresh = hm_os_reserve(sizeof(hm_pagemap_leaf), HM_GRANULE, true);
   if (fresh == NULL)
     return NULL;
-  if (atomic_compare_exchange_strong_explicit(slot, &leaf, fresh, memory_order_acq_rel,
+  uintptr_t offset = (uintptr_t)fresh - (uintptr_t)hm_pagemap.zero;
+  if (atomic_compare_exchange_strong_explicit(slot, &leaf, offset, memory_order_acq_rel,
                                               memory_order_acquire))
     return fresh;
   hm_os_release(fresh, sizeof(hm_pagemap_leaf)); /* another thread won */
-  return leaf;
+  return leaf_at(leaf);
 }
 
 /* Clearing (header NULL) creates no leaf: a missing leaf reads as NULL. */
@@ -29,8 +35,8 @@ static bool set_range(const void *header, const void *first, size_t count)
     hm_pagemap_leaf *leaf = leaf_of(a, header != NULL);
     if (leaf == NULL)
       return header == NULL;
-    atomic_store_explicit(&(*leaf)[g & (HM_PAGEMAP_LEAF_ENTRIES - 1)], (void *)header,
-                          memory_order_relaxed);
+    uintptr_t entry = header != NULL ? (uintptr_t)header - (uintptr_t)&hm_pagemap.none : 0;
+    atomic_store_explicit(&(*leaf)[g & (HM_PAGEMAP_LEAF_ENTRIES - 1)], entry, memory_order_relaxed);
   }
   return true;
 }

@@ -15,7 +15,9 @@ void hm_span_format(hm_span *s, unsigned cls, bool zeroed)
   s->capacity = hm_class_capacity(cls);
   s->blocks = (uint8_t *)s + HM_HEADER_SIZE;
   atomic_store_explicit(&s->carved, 0, memory_order_relaxed);
+  s->bound = 0;
   s->local_free = NULL;
+  s->local_counted = 0;
   hm_span_set_used(s, 0);
   atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
   hm_span_unowned(s);
@@ -60,7 +62,9 @@ static hm_block *span_carve(hm_span *s)
     ((hm_block *)block)->key = key;
   }
   atomic_store_explicit(&s->carved, carved + (size_t)n * s->block_size, memory_order_relaxed);
+  s->bound = hm_span_bound(s->block_size, carved_blocks + n);
   hm_span_set_used(s, hm_span_used(s) + n);
+  s->collected = (uint16_t)n;
   return first;
 }
 
@@ -69,7 +73,10 @@ hm_block *hm_span_collect(hm_span *s)
   hm_block *list = s->local_free;
   if (list != NULL) {
     s->local_free = NULL;
-    hm_span_set_used(s, hm_span_carved_blocks(s));
+    s->local_counted = 0;
+    uint32_t carved = hm_span_carved_blocks(s);
+    s->collected = (uint16_t)(carved - hm_span_used(s));
+    hm_span_set_used(s, carved);
     return list;
   }
   /* Reuse before carving: it keeps the resident set small. */
@@ -82,6 +89,7 @@ hm_block *hm_span_take_remote(hm_span *s)
   if (hm_remote_list(atomic_load_explicit(&s->remote, memory_order_relaxed)) == NULL)
     return NULL;
   uint64_t head = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
+  s->collected = (uint16_t)hm_remote_count(head);
   if (head & HM_REMOTE_NOTIFY)
     s->notify = HM_NOTIFY_NONE; /* we took the flag off: nobody will deliver */
   else if (s->notify == HM_NOTIFY_ARMED)
@@ -99,6 +107,7 @@ void hm_span_put_back(hm_span *s, hm_block *list)
     n++;
   tail->next = s->local_free;
   s->local_free = list;
+  s->local_counted = (uint16_t)(s->local_counted + n);
   hm_span_set_used(s, hm_span_used(s) - n);
 }
 

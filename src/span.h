@@ -51,8 +51,10 @@ typedef struct hm_span {
   hm_link link; /* on an arena stack, a heap's inbox or large-free list; first */
   _Atomic uintptr_t owner; /* heap | HM_OWNER_PARKED, or 0: the arena */
   uint8_t *blocks; /* first block (small) or the user pointer (large/huge) */
-  _Atomic size_t carved; /* bytes from `blocks` handed out at least once */
-  uint64_t divisor;      /* 2^64 / block_size, rounded up: see hm_span_is_block */
+  /* The owner's: (blocks carved) * e, with e = block_size * divisor mod
+   * 2^64 (see hm_span_is_block). */
+  uint64_t bound;
+  uint64_t divisor; /* floor(2^64 / block_size) + 1: see hm_span_is_block */
   hm_block *local_free;  /* blocks the owner freed */
   /* Carved blocks not on local_free (the remote list's included, and for
    * the heap's active span those on its allocation list): the owner's free
@@ -69,34 +71,58 @@ typedef struct hm_span {
    * blocks on the list in the top 16 bits, so that one CAS both pushes and
    * counts (a span has at most 4088 blocks), and HM_REMOTE_NOTIFY. */
   _Atomic uint64_t remote __attribute__((aligned(HM_CACHE_LINE)));
+  _Atomic size_t carved; /* bytes from `blocks` handed out at least once */
   _Atomic uint32_t state; /* for inspection and large blocks */
   uint8_t queue;          /* enum hm_span_queue */
   uint8_t notify;         /* enum hm_span_notify */
   bool zeroed; /* the span's memory read as zeros when it was formed */
-  bool gradual; /* carve 4 blocks first, doubling (a private heap's span) */
-  bool purged;  /* a cached huge mapping whose pages went back */
+  union { /* by kind: the header must stay within HM_HEADER_SIZE */
+    bool gradual; /* small: carve 4 blocks first, doubling (a private heap's span) */
+    bool purged;  /* huge, cached: its pages went back */
+  };
   struct hm_span *qnext, *qprev; /* the owner's queue (circular), or its large list */
   struct hm_arena *arena;
   size_t size; /* large/huge: bytes of the run or mapping */
   uint32_t granules;
-  uint32_t cached_at; /* large/huge in a cache: the purge pass it was cached at */
+  union {
+    uint32_t cached_at; /* large/huge in a cache: the purge pass it was cached at */
+    struct {
+      uint16_t collected; /* small: blocks on the list hm_span_collect returned last */
+      /* Statistics: blocks on local_free that the owner's counters have
+       * (or that were no frees: put back unused, or counted by a remote
+       * freer). The others, pushed by the free fast path, are counted when
+       * the owner next looks (hm_heap.c span_sync). */
+      uint16_t local_counted; /* (a span has at most 4096 blocks) */
+    };
+  };
 } hm_span;
 
 _Static_assert(sizeof(hm_span) <= HM_HEADER_SIZE, "span header too big");
 
+/* M = floor(2^64 / d) + 1 (for a power of two, one more than 2^64 / d).
+ * Then d * M = 2^64 + e with 0 < e <= d, and for an offset below 2^32:
+ * off * M mod 2^64 < M iff d divides off (Lemire), and
+ * off * M mod 2^64 = (off / d) * e for a multiple of d. */
 static inline uint64_t hm_span_divisor(uint32_t size)
 {
-  return UINT64_MAX / size + 1;
+  return UINT64_MAX / size + 1 + ((size & (size - 1)) == 0);
 }
 
-/* Whether `p` is the start of a block carved from the span. One unsigned
- * compare bounds it on both sides; the divisibility test is Lemire's
- * (off * ceil(2^64/d) mod 2^64 < ceil(2^64/d) iff d divides off), exact for
- * any offset below 2^32, which the bound guarantees. */
+static inline uint64_t hm_span_bound(uint32_t size, uint32_t blocks)
+{
+  return (uint64_t)blocks * (size * hm_span_divisor(size));
+}
+
+/* Whether `p`, an address in one of the span's granules, is the start of a
+ * block carved from the span, for its owner: one multiply and one compare,
+ * off * M mod 2^64 < (blocks carved) * e. A multiple of d gives (off/d) * e;
+ * anything else, or an offset into the header (-128..-1, wrapped), gives
+ * M or more, above any bound (at most 4096 * 2^17 < M). Checked for every
+ * class and offset by tests/unit/test_span.c. */
 static inline bool hm_span_is_block(const hm_span *s, const void *p)
 {
   uint64_t off = (uint64_t)((const uint8_t *)p - s->blocks);
-  return off < hm_fast_load(&s->carved) && off * s->divisor < s->divisor;
+  return off * s->divisor < s->bound;
 }
 
 /* Blocks carved so far (Lemire's division by the block size: exact below

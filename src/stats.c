@@ -45,7 +45,7 @@ static void add_heap(const hm_heap *h, void *arg)
 {
   struct sums *sum = arg;
   for (unsigned c = 0; c < HM_CLASSES; c++) {
-    size_t m = __atomic_load_n(&h->hot[c].mallocs, __ATOMIC_RELAXED);
+    size_t m = __atomic_load_n(&h->mallocs[c], __ATOMIC_RELAXED);
     size_t f = __atomic_load_n(&h->frees[c], __ATOMIC_RELAXED);
     sum->mallocs += m;
     sum->frees += f;
@@ -70,7 +70,7 @@ void hm_stats_merge(hm_heap *h)
   atomic_fetch_add_explicit(&totals.bytes_allocated, sum.bytes_allocated, memory_order_relaxed);
   atomic_fetch_add_explicit(&totals.bytes_freed, sum.bytes_freed, memory_order_relaxed);
   for (unsigned c = 0; c < HM_CLASSES; c++) {
-    __atomic_store_n(&h->hot[c].mallocs, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->mallocs[c], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->frees[c], 0, __ATOMIC_RELAXED);
   }
   __atomic_store_n(&h->large_mallocs, 0, __ATOMIC_RELAXED);
@@ -102,6 +102,11 @@ static void add_arena(hm_arena *a, struct hm_stats *out)
 
 void hm_stats_get(struct hm_stats *out)
 {
+  /* The calling thread's counters are exact; other running threads' lag
+   * until their next slow path (their fast paths count nothing). */
+  hm_heap *self = hm_tls;
+  if (self->kind == HM_HEAP_THREAD && atomic_load_explicit(&self->gate, memory_order_relaxed) == 0)
+    hm_heap_sync_counts(self);
   struct sums sum = {0};
   hm_heap_each(add_heap, &sum);
   size_t freed = atomic_load(&totals.bytes_freed) + sum.bytes_freed;

@@ -59,6 +59,17 @@ static void free_interior_large_far(void *arg)
   free(tu_record(p + (512 << 10)));
 }
 
+/* A block's address with bit 63 set: the page map covers 48 bits, and the
+ * granule this aliases holds the block. For 48-byte blocks, the page-map
+ * path's multiply-compare alone would take it for the block (2^63 times
+ * floor(2^64/48)+1 is 0 mod 2^64): it must never get that far. */
+static void free_alias_beyond_48_bits(void *arg)
+{
+  (void)arg;
+  char *p = malloc(48);
+  free(tu_record(p + ((uintptr_t)1 << 63)));
+}
+
 static void double_free_small(void *arg)
 {
   (void)arg;
@@ -145,6 +156,7 @@ static const struct tu_death_case cases[] = {
      {INVALID("free")}},
     {"free of a 1 MiB block + 16", free_interior_large_near, {INVALID("free")}},
     {"free of a 1 MiB block + 512 KiB", free_interior_large_far, {INVALID("free")}},
+    {"free of a 48-byte block's address + 2^63", free_alias_beyond_48_bits, {INVALID("free")}},
     {"small block freed twice", double_free_small, {DOUBLE_FREE}},
     {"small block freed by a thread, then by its owner",
      double_free_remote_then_owner,

@@ -107,10 +107,10 @@ static void check_clear_without_leaf(void)
 {
   uintptr_t a = (uintptr_t)0x500000000000u; /* 80 TiB: far from every mapping here */
   size_t top = a >> (HM_GRANULE_SHIFT + HM_PAGEMAP_BITS);
-  CHECK(atomic_load(&hm_pagemap_top[top]) == NULL, "a leaf exists already for %#lx",
+  CHECK(atomic_load(&hm_pagemap_top[top]) == 0, "a leaf exists already for %#lx",
         (unsigned long)a);
   hm_pagemap_clear((void *)a, 2);
-  CHECK(atomic_load(&hm_pagemap_top[top]) == NULL, "clearing %#lx created a leaf",
+  CHECK(atomic_load(&hm_pagemap_top[top]) == 0, "clearing %#lx created a leaf",
         (unsigned long)a);
   CHECK(hm_pagemap_header((void *)a) == NULL, "%#lx maps to a header", (unsigned long)a);
   UNIT_PASS("clear where no leaf exists");
