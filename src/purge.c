@@ -12,6 +12,11 @@ static _Atomic uint32_t bg_state;
 static _Atomic uint32_t bg_asleep; /* futex word: 1 while it sleeps with nothing to do */
 static _Atomic uint32_t bg_nap;    /* futex word it naps on between passes; stays 0 */
 static _Atomic bool idle_pending;  /* something became idle since the thread last looked */
+/* Spans, runs and mappings that became idle since the last pass began,
+ * each a granule at least; counted with plain loads and stores (a lost
+ * count delays the thread's start a little). */
+static _Atomic uint32_t idle_events;
+#define AUTO_EVENTS ((uint32_t)(HM_BACKGROUND_AUTO_BYTES / HM_GRANULE))
 
 static int64_t interval_ms(void)
 {
@@ -51,6 +56,7 @@ static struct hm_purge_result pass(bool all, bool now, size_t limit)
 {
   struct hm_purge_result out = {.limit = limit};
   if (all || !resume.pending) {
+    atomic_store_explicit(&idle_events, 0, memory_order_relaxed);
     resume.arena = 0;
     resume.at = (hm_purge_at){0, 0};
     atomic_fetch_add_explicit(&hm_purge_pass_count, 1, memory_order_relaxed);
@@ -132,14 +138,19 @@ void hm_purge_tick(void)
   if (atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_RUNNING ||
       (hm_config.background_thread == 1 && background_start(false)))
     return;
+  bool auto_bg = hm_config.background_thread < 0 &&
+                 atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_NONE;
+  /* A burst is being freed: the thread starts now, not at a pass that may
+   * come after the program has gone quiet (and then never). */
+  if (auto_bg && atomic_load_explicit(&idle_events, memory_order_relaxed) >= AUTO_EVENTS &&
+      background_start(false))
+    return;
   int64_t now = hm_os_now_ms();
   if (now < atomic_load_explicit(&next_pass_ms, memory_order_relaxed) || !begin())
     return;
   atomic_store_explicit(&next_pass_ms, now + interval_ms(), memory_order_relaxed);
   /* An application's call does a bounded share of the work, unless no
    * thread may take the rest (HMALLOC_BACKGROUND_THREAD=0, or it failed). */
-  bool auto_bg = hm_config.background_thread < 0 &&
-                 atomic_load_explicit(&bg_state, memory_order_relaxed) == BG_NONE;
   struct hm_purge_result out = pass(false, !hm_config.purge_lazy, auto_bg ? HM_PURGE_TICK_BYTES : 0);
   end();
   /* More than a little left, or a burst left this much behind: from now on
@@ -151,8 +162,11 @@ void hm_purge_tick(void)
 
 void hm_purge_note_idle(void)
 {
-  if (atomic_load_explicit(&bg_state, memory_order_relaxed) != BG_RUNNING)
+  if (atomic_load_explicit(&bg_state, memory_order_relaxed) != BG_RUNNING) {
+    uint32_t events = atomic_load_explicit(&idle_events, memory_order_relaxed);
+    atomic_store_explicit(&idle_events, events + 1, memory_order_relaxed);
     return;
+  }
   atomic_store_explicit(&idle_pending, true, memory_order_seq_cst);
   if (atomic_load_explicit(&bg_asleep, memory_order_relaxed) &&
       atomic_exchange_explicit(&bg_asleep, 0, memory_order_relaxed))
