@@ -186,9 +186,8 @@ void hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
     hm_run_cache_age(&h->runs);
     if (hm_run_cache_put(&h->runs, s))
       return;
-    count_live(s, -1);
     hm_gate_enter();
-    hm_large_release(s);
+    hm_large_release_cached(s); /* past the cache's bound */
     hm_gate_exit();
     return;
   }

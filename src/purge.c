@@ -151,7 +151,8 @@ void hm_purge_tick(void)
   atomic_store_explicit(&next_pass_ms, now + interval_ms(), memory_order_relaxed);
   /* An application's call does a bounded share of the work, unless no
    * thread may take the rest (HMALLOC_BACKGROUND_THREAD=0, or it failed). */
-  struct hm_purge_result out = pass(false, !hm_config.purge_lazy, auto_bg ? HM_PURGE_TICK_BYTES : 0);
+  size_t limit = auto_bg ? HM_PURGE_TICK_BYTES : 0;
+  struct hm_purge_result out = pass(false, !hm_config.purge_lazy, limit);
   end();
   /* More than a little left, or a burst left this much behind: from now on
    * a thread purges, also when the program goes quiet, which slow paths
