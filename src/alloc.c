@@ -43,7 +43,7 @@ void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
   return alloc_large(h, size, HM_MIN_ALIGN, old_key);
 }
 
-void *hm_malloc_slow(size_t size)
+__attribute__((noinline)) void *hm_malloc_slow(size_t size)
 {
   uint64_t old_key;
   return hm_alloc_block(hm_tls, size, &old_key);
@@ -55,22 +55,17 @@ static void *alloc_in(hm_heap *h, size_t size)
   return hm_alloc_block(h, size, &old_key);
 }
 
-/* The block that `p` lies in, aborting unless hmalloc handed `p` out: the
- * start of a block, or an over-aligned pointer inside one. An over-aligned
- * pointer lies less than its own alignment past the block start, in a span
- * that has served one: that rejects most stray interior pointers there too. */
+/* The block that starts at `p`, aborting unless hmalloc handed `p` out
+ * (small blocks, aligned ones included, are only ever handed out at their
+ * start: size_class.h). */
 static hm_block *small_block_of(hm_span *s, const void *p, const char *func)
 {
   const uint8_t *q = p;
   size_t off = (size_t)(q - s->blocks);
-  if (q < s->blocks || off >= atomic_load_explicit(&s->carved, memory_order_relaxed))
+  if (q < s->blocks || off >= atomic_load_explicit(&s->carved, memory_order_relaxed) ||
+      off * s->divisor >= s->divisor)
     hm_fatal(func, "invalid pointer", p);
-  /* The common case, a block start, needs no division. */
-  size_t rem = off * s->divisor < s->divisor ? 0 : off % s->block_size;
-  size_t alignment = (uintptr_t)q & -(uintptr_t)q;
-  if (rem != 0 && !(atomic_load_explicit(&s->aligned, memory_order_relaxed) && rem < alignment))
-    hm_fatal(func, "invalid pointer", p);
-  return (hm_block *)(q - rem);
+  return (hm_block *)q;
 }
 
 static hm_span *header_of(const void *p, const char *func)
@@ -102,8 +97,8 @@ static size_t usable_of(hm_span *s, const void *p, const char *func)
       hm_fatal(func, "invalid pointer", p);
     return hm_large_usable(s);
   }
-  const hm_block *b = small_block_of(s, p, func);
-  return s->block_size - (size_t)((const uint8_t *)p - (const uint8_t *)b);
+  small_block_of(s, p, func);
+  return s->block_size;
 }
 
 static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
@@ -114,25 +109,9 @@ static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  if (size < HM_MIN_ALIGN)
-    size = HM_MIN_ALIGN;
-  /* Blocks start 128 bytes into their span, and for a size rounded up to an
-   * alignment of at most 128 the class is a multiple of that alignment: every
-   * block of the class is aligned already. */
-  if (align <= HM_HEADER_SIZE && hm_align_up(size, align) <= HM_SMALL_MAX)
-    return alloc_in(h, hm_align_up(size, align));
-  if (align <= 4096 && size + align <= HM_SMALL_MAX) {
-    uint8_t *b = alloc_in(h, size + align - HM_MIN_ALIGN);
-    if (b == NULL)
-      return NULL;
-    hm_block *p = (hm_block *)hm_align_up((uintptr_t)b, align);
-    if ((uint8_t *)p != b) {
-      hm_span *s = hm_pagemap_header(p);
-      atomic_store_explicit(&s->aligned, 1, memory_order_relaxed);
-      p->key = 0; /* stale bytes there must not look like a freed block */
-    }
-    return p;
-  }
+  size_t rounded = hm_align_up(size ? size : 1, align);
+  if (align <= HM_CLASS_ALIGN_MAX && rounded <= HM_SMALL_MAX)
+    return alloc_in(h, rounded);
   uint64_t old_key;
   return alloc_large(h, size, align, &old_key);
 }
@@ -261,7 +240,7 @@ void hm_free_aligned_sized(void *p, size_t alignment, size_t size)
   free_checked(p, size, "free_aligned_sized");
 }
 
-void *hm_aligned_alloc(size_t alignment, size_t size)
+void *hm_aligned_alloc_slow(size_t alignment, size_t size)
 {
   if (!hm_is_pow2(alignment)) {
     errno = EINVAL;
@@ -270,11 +249,16 @@ void *hm_aligned_alloc(size_t alignment, size_t size)
   return alloc_aligned(hm_tls, alignment, size);
 }
 
+void *hm_aligned_alloc(size_t alignment, size_t size)
+{
+  return hm_aligned_inline(alignment, size);
+}
+
 int hm_posix_memalign(void **out, size_t alignment, size_t size)
 {
   if (!hm_is_pow2(alignment) || alignment % sizeof(void *) != 0)
     return EINVAL;
-  void *p = alloc_aligned(hm_tls, alignment, size);
+  void *p = hm_aligned_inline(alignment, size);
   if (p == NULL)
     return ENOMEM;
   *out = p;
@@ -290,7 +274,7 @@ void *hm_memalign(size_t alignment, size_t size)
   }
   if (!hm_is_pow2(alignment))
     alignment = alignment < 2 ? 1 : (size_t)1 << (64 - __builtin_clzl(alignment - 1));
-  return alloc_aligned(hm_tls, alignment, size);
+  return hm_aligned_inline(alignment, size);
 }
 
 void *hm_valloc(size_t size)

@@ -15,6 +15,7 @@ void *hm_malloc_slow(size_t size);
 void *hm_memalign(size_t alignment, size_t size);
 void *hm_valloc(size_t size);
 void *hm_pvalloc(size_t size);
+void *hm_aligned_alloc_slow(size_t alignment, size_t size);
 void hm_free_slow(void *p, const char *func);
 void hm_free_sized_slow(void *p, size_t size);
 
@@ -87,23 +88,54 @@ static inline void *hm_alloc_block(hm_heap *h, size_t size, uint64_t *old_key)
   return hm_alloc_slow(h, size, old_key);
 }
 
+/* A block of the class of (step + 1) bytes, step < HM_DIRECT_MAX, from the
+ * thread's allocation list; NULL if the list is empty. */
+static inline hm_block *hm_pop_direct(size_t step)
+{
+  hm_heap *h = hm_tls;
+  /* hot[step >> 4] is 2 * (step & ~15) bytes into hot[]. */
+  size_t at = step & ~(size_t)15;
+  hm_block *b = hm_load_scaled2(h->hot, at);
+  if (hm_likely(b != NULL)) {
+    hm_store_scaled2(h->hot, at, b->next);
+    b->key = 0;
+  }
+  return b;
+}
+
 /* malloc: the classes of 16-byte steps only; the rest, and an empty list,
  * in hm_malloc_slow. */
 static inline void *hm_alloc_inline(size_t size)
 {
-  hm_heap *h = hm_tls;
   size_t step = size - 1;
   if (hm_likely(step < HM_DIRECT_MAX)) {
-    /* hot[step >> 4] is 2 * (step & ~15) bytes into hot[]. */
-    size_t at = step & ~(size_t)15;
-    hm_block *b = hm_load_scaled2(h->hot, at);
-    if (hm_likely(b != NULL)) {
-      hm_store_scaled2(h->hot, at, b->next);
-      b->key = 0;
+    hm_block *b = hm_pop_direct(step);
+    if (hm_likely(b != NULL))
       return b;
-    }
   }
   return hm_malloc_slow(size);
+}
+
+/* aligned_alloc: a power-of-two alignment up to HM_CLASS_ALIGN_MAX, with
+ * the size rounded up to a multiple of it, names a class whose blocks all
+ * have that alignment (size_class.h), so malloc's paths serve it. For a
+ * power of two, (size - 1) | mask is the rounded size - 1 (size 0 and sizes
+ * that overflow give more than any class); a larger alignment never rounds
+ * into the 16-byte-step classes. */
+static inline void *hm_aligned_inline(size_t alignment, size_t size)
+{
+  size_t mask = alignment - 1;
+  size_t step = (size - 1) | mask;
+  if (hm_likely((alignment & mask) == 0)) {
+    if (hm_likely(step < HM_DIRECT_MAX)) {
+      hm_block *b = hm_pop_direct(step);
+      if (hm_likely(b != NULL))
+        return b;
+    }
+    if (hm_likely(step < HM_SMALL_MAX && mask < HM_CLASS_ALIGN_MAX))
+      return hm_malloc_slow(step + 1);
+  }
+  return hm_aligned_alloc_slow(alignment, size);
 }
 
 /* A block of the active span of the thread's current class (hm_tls_cur)

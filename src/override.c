@@ -1,5 +1,5 @@
 /* The standard and glibc names, for LD_PRELOAD and static linking. malloc
- * and free inline the fast paths; the rest call the hm_ functions. The
+ * free and aligned_alloc inline the fast paths; the rest call the hm_ functions. The
  * __libc_ names are the ones glibc itself calls. */
 #include <malloc.h>
 #include <stdlib.h>
@@ -37,7 +37,7 @@ HM_PUBLIC void *reallocarray(void *p, size_t count, size_t size)
 
 HM_PUBLIC void *aligned_alloc(size_t alignment, size_t size)
 {
-  return hm_aligned_alloc(alignment, size);
+  return hm_aligned_inline(alignment, size);
 }
 
 HM_PUBLIC int posix_memalign(void **out, size_t alignment, size_t size)

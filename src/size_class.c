@@ -17,7 +17,7 @@ static size_t class_size_formula(unsigned cls)
 static uint8_t span_granules(size_t size)
 {
   unsigned g = 1;
-  while (g < 16 && (g * HM_GRANULE - HM_HEADER_SIZE) / size < 8)
+  while (g < 16 && (g * HM_GRANULE - hm_class_offset(size)) / size < 8)
     g *= 2;
   return (uint8_t)g;
 }

@@ -13,7 +13,7 @@ void hm_span_format(hm_span *s, unsigned cls, bool zeroed)
   s->block_size = size;
   s->divisor = hm_span_divisor(size);
   s->capacity = hm_class_capacity(cls);
-  s->blocks = (uint8_t *)s + HM_HEADER_SIZE;
+  s->blocks = (uint8_t *)s + hm_class_offset(size);
   atomic_store_explicit(&s->carved, 0, memory_order_relaxed);
   s->bound = 0;
   s->local_free = NULL;
@@ -30,7 +30,6 @@ void hm_span_unowned(hm_span *s)
   s->notify = HM_NOTIFY_NONE;
   s->gradual = false;
   s->qnext = s->qprev = NULL;
-  atomic_store_explicit(&s->aligned, 0, memory_order_relaxed);
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
 }
 

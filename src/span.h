@@ -64,7 +64,6 @@ typedef struct hm_span {
   uint32_t capacity; /* blocks in the span */
   uint16_t cls;
   uint8_t kind;
-  _Atomic uint8_t aligned; /* has handed out interior (over-aligned) pointers */
 
   /* Second cache line: what other threads write, and slow-path fields. */
   /* The remote-free list: the first block's address, with the number of
@@ -209,7 +208,7 @@ static inline struct hm_heap *hm_span_owner(const hm_span *s)
 
 void hm_span_format(hm_span *s, unsigned cls, bool zeroed);
 /* An unused span leaves its owner with its free blocks: no heap's, no
- * queue, no notification, no over-aligned blocks. */
+ * queue, no notification. */
 void hm_span_unowned(hm_span *s);
 /* Whether no block of the span is in use, for its owner (a heap's span
  * that is not the active one, or an arena's span it holds). */

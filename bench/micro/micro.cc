@@ -28,7 +28,7 @@ void BM_malloc_free(benchmark::State &state)
   }
 }
 BENCHMARK(BM_malloc_free)->RangeMultiplier(4)->Range(8, 1 << 20)->Arg(24)->Arg(48)->Arg(96)
-    ->Arg(200)->Arg(400)->Arg(3000);
+    ->Arg(200)->Arg(400)->Arg(3000)->Arg(64)->Arg(256)->Arg(1024)->Arg(4096);
 
 // A batch of `kBatch` 64-byte blocks, then freed in an order: the time per
 // block (malloc + free). The order decides which free-list paths run.
@@ -104,17 +104,18 @@ void BM_realloc_growth(benchmark::State &state)
 }
 BENCHMARK(BM_realloc_growth)->Arg(64 << 10)->Arg(4 << 20);
 
-// aligned_alloc(alignment, 64) + free.
+// aligned_alloc(alignment, alignment) + free: against BM_malloc_free of
+// the same size (64 B .. 4 KiB), and one alignment past the small classes.
 void BM_aligned_alloc(benchmark::State &state)
 {
   const auto alignment = static_cast<size_t>(state.range(0));
   for (auto _ : state) {
-    void *block = aligned_alloc(alignment, 64);
+    void *block = aligned_alloc(alignment, alignment);
     benchmark::DoNotOptimize(block);
     free(block);
   }
 }
-BENCHMARK(BM_aligned_alloc)->Arg(64)->Arg(4096)->Arg(1 << 16);
+BENCHMARK(BM_aligned_alloc)->Arg(64)->Arg(256)->Arg(1024)->Arg(4096)->Arg(1 << 16);
 
 // Producer/consumer: thread 0 mallocs 64-byte blocks and passes them through
 // a single-producer single-consumer ring to thread 1, which frees them; every

@@ -75,8 +75,12 @@ static void check_span_geometry(void)
     size_t span = granules * HM_GRANULE, size = hm_class_size[c];
     uint32_t cap = hm_class_capacity(c);
     CHECK(cap >= 1, "class %u: capacity 0", c);
-    CHECK(HM_HEADER_SIZE + cap * size <= span, "class %u: %u blocks of %zu overflow %zu bytes",
-          c, cap, size, span);
+    size_t offset = hm_class_offset(size);
+    CHECK(offset >= HM_HEADER_SIZE && offset <= HM_CLASS_ALIGN_MAX, "class %u: blocks at %zu", c,
+          offset);
+    CHECK(offset + cap * size <= span, "class %u: %u blocks of %zu overflow %zu bytes", c, cap,
+          size, span);
+    /* Aligning the first block costs no block: as many as after the header. */
     CHECK(HM_HEADER_SIZE + (cap + 1) * size > span, "class %u: room for more than %u blocks",
           c, cap);
     /* size_class.c: spans hold at least 8 blocks where 16 granules allow. */
@@ -87,6 +91,26 @@ static void check_span_geometry(void)
   UNIT_PASS("spans of every class hold header + capacity blocks, capacity >= 1");
 }
 
+/* aligned_alloc's rule (size_class.h): for every power-of-two alignment up
+ * to HM_CLASS_ALIGN_MAX and every size, the class of the size rounded up to
+ * the alignment has blocks of a multiple of it, the first at a multiple of
+ * it: every block of a span (64 KiB-aligned) has the alignment. */
+static void check_aligned_classes(void)
+{
+  for (size_t align = 16; align <= HM_CLASS_ALIGN_MAX; align *= 2)
+    for (size_t n = 1; n <= HM_SMALL_MAX; n++) {
+      size_t rounded = (n + align - 1) & ~(align - 1);
+      if (rounded > HM_SMALL_MAX)
+        break;
+      unsigned c = hm_class_of(rounded);
+      size_t size = hm_class_size[c];
+      CHECK(size % align == 0 && hm_class_offset(size) % align == 0,
+            "aligned_alloc(%zu, %zu): class %u (%zu bytes, first block at %zu) not %zu-aligned",
+            align, n, c, size, hm_class_offset(size), align);
+    }
+  UNIT_PASS("every class an alignment of 16 .. 4096 rounds to serves it aligned");
+}
+
 int main(void)
 {
   hm_process_init();
@@ -94,5 +118,6 @@ int main(void)
   check_class_of();
   check_boundaries();
   check_span_geometry();
+  check_aligned_classes();
   return 0;
 }
