@@ -77,22 +77,24 @@ declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
 # counts of the run chosen, or at its --full counts if that run leaves it out.
 # --full covers 1 to 64 threads on the cross-thread families (xthread,
 # requests, prodcons, larson: the scaling table) and 1, 2, 8, 32 elsewhere;
-# the default run is the representative subset (3 runs; about 5 minutes on
-# 2 quiet cores from earlier per-run times: ~20 s per variant, burst and
-# timeline longer; --full takes ~40); --threads 1,2,8,32 runs every count on
+# the default run is the representative subset (3 runs): fast path,
+# cross-thread at 2 and 32 threads, server-like requests, latency, large
+# blocks, and memory return (the timeline; burst's peak and idle RSS are in
+# --quick and --full). It took 7-8 minutes on the 2 loaded cores here (large
+# and the timeline are half of it); --full takes ~40. --threads 1,2,8,32 runs every count on
 # every threaded family chosen (their minimum allowing). The counts of
 # atomic instructions per call are bench/atomics.sh's.
 families_table="
 churn|workload|1|1|1|1|churn
 xthread|workload|1|1 2 4 8 16 32 64|2 32|2|xthread
 requests|workload|1|1 2 4 8 16 32 64|8|8|requests
-prodcons|workload|2|1 2 4 8 16 32 64|2 8|2|prodcons
+prodcons|workload|2|1 2 4 8 16 32 64|2|2|prodcons
 larson|workload|1|1 2 4 8 16 32 64|2|2|larson
 latency|workload|1|2 8|2|2|latency
 falseshare|workload|2|2||2|falseshare
 mixed|workload|1|1 8||1|mixed
 threadchurn|workload|1|32|||threadchurn
-burst|workload|-|-|-|-|burst
+burst|workload|-|-||-|burst
 large|workload|1|1|1|1|large
 batchfree|workload|-|-|-|-|batchfree
 batchfree-random|workload|-|-|||batchfree -m random

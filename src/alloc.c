@@ -207,30 +207,9 @@ void hm_free_sized_slow(void *p, size_t size)
   free_checked(p, size, "free_sized");
 }
 
-/* free_sized: the size names the class, whose active span is tested first
- * (any class's, where free knows only the current class's); a block there
- * is no bigger than the class size. Else free's page-map path with the size
- * compared to the block's; anything else gets every check of free_checked. */
 void hm_free_sized(void *p, size_t size)
 {
-  hm_heap *h = hm_tls;
-  hm_block *b = p;
-  size_t step = size - 1;
-  if (hm_likely(step < HM_DIRECT_MAX)) {
-    hm_bin_hot *bin = (hm_bin_hot *)((char *)h->hot + ((step & ~(size_t)15) << 1));
-    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)bin->blocks);
-    if (hm_likely(off < bin->len)) {
-      if (hm_likely(hm_mul_mem(off, &bin->divisor) < bin->divisor && b->key != hm_free_key)) {
-        b->next = bin->free;
-        b->key = hm_free_key;
-        bin->free = b;
-        return;
-      }
-      hm_free_sized_slow(p, size);
-      return;
-    }
-  }
-  hm_free_fast(p, size, true);
+  hm_free_sized_inline(p, size);
 }
 
 void hm_free_aligned_sized(void *p, size_t alignment, size_t size)

@@ -1,5 +1,5 @@
 /* The standard and glibc names, for LD_PRELOAD and static linking. malloc
- * free and aligned_alloc inline the fast paths; the rest call the hm_ functions. The
+ * free, free_sized and aligned_alloc inline the fast paths; the rest call the hm_ functions. The
  * __libc_ names are the ones glibc itself calls. */
 #include <malloc.h>
 #include <stdlib.h>
@@ -67,7 +67,7 @@ HM_PUBLIC size_t malloc_usable_size(void *p)
 
 HM_PUBLIC void free_sized(void *p, size_t size)
 {
-  hm_free_sized(p, size);
+  hm_free_sized_inline(p, size);
 }
 
 HM_PUBLIC void free_aligned_sized(void *p, size_t alignment, size_t size)

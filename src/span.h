@@ -115,8 +115,9 @@ static inline uint64_t hm_span_bound(uint32_t size, uint32_t blocks)
 /* Whether `p`, an address in one of the span's granules, is the start of a
  * block carved from the span, for its owner: one multiply and one compare,
  * off * M mod 2^64 < (blocks carved) * e. A multiple of d gives (off/d) * e;
- * anything else, or an offset into the header (-128..-1, wrapped), gives
- * M or more, above any bound (at most 4096 * 2^17 < M). Checked for every
+ * anything else, or an offset into the header (up to 4096 bytes before the
+ * first block, wrapped), gives M or more, above any bound (at most
+ * 4096 * 2^17 < M). Checked for every
  * class and offset by tests/unit/test_span.c. */
 static inline bool hm_span_is_block(const hm_span *s, const void *p)
 {
