@@ -103,7 +103,7 @@ heapreq-malloc|workload|1|1 4|||heapreq -m malloc
 micro|micro|-|-||-|micro
 redis|server|-|-||-|redis
 timeline|timeline|-|-|-||burst -m timeline
-callgrind|callgrind|-|-|-||fastpath fastpath:batch fastpath:sized batchfree
+callgrind|callgrind|-|-|-||fastpath fastpath:batch fastpath:sized batchfree fastpath:align64 fastpath:malloc64 fastpath:align4096 fastpath:malloc4096
 "
 # The cross-thread families, run at these counts by --scaling.
 scaling_families=xthread,requests,prodcons,larson
@@ -115,12 +115,17 @@ scaling_threads=1,2,4,8,16,32,64
 # fastpath: one malloc(32)+free per iteration; :batch, 64 pairs of 16..128 B
 # per iteration, all 64 allocated before the frees; :sized, free_sized.
 # batchfree: 16384 pairs per round; from round 3 on, a round reuses the
-# memory of the previous one (steady state).
+# memory of the previous one (steady state). :alignN against :mallocN, the
+# cost of aligned_alloc over malloc of the same size.
 declare -A callgrind_counts=(
   [fastpath]="100000 200000 1 malloc(32)+free"
   [fastpath:batch]="2000 4000 64 pair of a batch of 64 (16..128 B)"
   [fastpath:sized]="100000 200000 1 malloc(32)+free_sized"
   [batchfree]="4 12 16384 batchfree pair (64 B, freed in allocation order)"
+  [fastpath:align64]="50000 100000 1 aligned_alloc(64, 64)+free"
+  [fastpath:malloc64]="50000 100000 1 malloc(64)+free"
+  [fastpath:align4096]="50000 100000 1 aligned_alloc(4096, 4096)+free"
+  [fastpath:malloc4096]="50000 100000 1 malloc(4096)+free"
 )
 # Google Benchmark: time per benchmark (seconds); --quick runs a subset.
 micro_min_time=0.05
