@@ -69,6 +69,7 @@ void hm_os_rcu_fork_parent(void);
 void hm_os_rcu_fork_child(void);
 
 /* Process services, none of which allocates. */
+/* An environment variable; NULL in set-user-ID/set-group-ID programs. */
 const char *hm_os_getenv(const char *name);
 void hm_os_write_error(const char *msg, size_t len);
 /* Keeps the error output usable even if the program closes it later (as

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -187,9 +188,12 @@ void hm_os_wake(_Atomic uint32_t *word)
 const char *hm_os_getenv(const char *name)
 {
   /* Walk environ directly: getenv is allocation-free in glibc, but this
-   * runs before libc may be fully initialised and must never allocate. */
+   * runs before libc may be fully initialised and must never allocate.
+   * In a set-user-ID or set-group-ID program (AT_SECURE) nothing is read,
+   * as secure_getenv and glibc's tunables do: the user who starts it must
+   * not steer a privileged process's allocator. */
   size_t len = strlen(name);
-  if (environ == NULL)
+  if (environ == NULL || getauxval(AT_SECURE) != 0)
     return NULL;
   for (char **e = environ; *e != NULL; e++)
     if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
