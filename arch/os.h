@@ -18,10 +18,20 @@
 
 size_t hm_os_page_size(void);
 
+/* Every range hm_os_reserve returns ends at or below 2^HM_OS_ADDRESS_BITS:
+ * the page map covers that much, and atomic words pack pointers with tags
+ * and counts in the bits above it. A mapping the OS places higher (a
+ * kernel with 5-level page tables or 52-bit addresses, asked for one) is
+ * given back and the reserve fails. */
+#define HM_OS_ADDRESS_BITS 48
+
 /* Reserve `size` bytes (a multiple of HM_GRANULE) aligned to `align` (a power
  * of two, at least HM_GRANULE). With `commit` the range is usable at once.
- * Returns NULL when the OS refuses (address space or RLIMIT_AS exhausted). */
+ * Returns NULL when the OS refuses (address space or RLIMIT_AS exhausted)
+ * or places it above the address limit. */
 void *hm_os_reserve(size_t size, size_t align, bool commit);
+/* For tests: lowers the address limit (0: back to 2^HM_OS_ADDRESS_BITS). */
+void hm_os_set_address_limit(uintptr_t limit);
 void hm_os_release(void *p, size_t size);
 bool hm_os_commit(void *p, size_t size);
 /* The range's contents are discarded and its memory goes back to the OS at

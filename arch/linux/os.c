@@ -31,13 +31,33 @@ size_t hm_os_page_size(void)
   return size;
 }
 
+static _Atomic uintptr_t address_limit = (uintptr_t)1 << HM_OS_ADDRESS_BITS;
+
+void hm_os_set_address_limit(uintptr_t limit)
+{
+  atomic_store_explicit(&address_limit, limit ? limit : (uintptr_t)1 << HM_OS_ADDRESS_BITS,
+                        memory_order_relaxed);
+}
+
+static bool below_limit(const void *p, size_t size)
+{
+  return (uintptr_t)p + size <= atomic_load_explicit(&address_limit, memory_order_relaxed);
+}
+
 static void *map(size_t size)
 {
   /* MAP_NORESERVE: reservations are address space, not a promise of memory;
    * pages are charged when first touched. */
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
+  if (p == MAP_FAILED)
+    return NULL;
+  if (!below_limit(p, size)) {
+    munmap(p, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return p;
 }
 
 void *hm_os_reserve(size_t size, size_t align, bool commit)
@@ -146,7 +166,7 @@ bool hm_os_remap(void *p, size_t old_size, void *to, size_t new_size)
 
 bool hm_os_resize(void *p, size_t old_size, size_t new_size)
 {
-  return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+  return below_limit(p, new_size) && mremap(p, old_size, new_size, 0) != MAP_FAILED;
 }
 
 int64_t hm_os_now_ms(void)

@@ -90,6 +90,37 @@ static void check_reserve_refused(void)
   UNIT_PASS("impossible reservations return NULL");
 }
 
+/* Mappings the OS places past the address limit are given back and the
+ * reserve fails: here with the limit lowered to 4 GiB, below where Linux
+ * places mappings (the real limit, 2^48, is reached only on kernels with
+ * larger address spaces when asked). */
+static void check_address_limit(void)
+{
+  const size_t size = (size_t)4 << 20;
+  uint8_t *kept = hm_os_reserve(size, HM_GRANULE, true);
+  CHECK(kept != NULL && (uintptr_t)kept + size <= (uintptr_t)1 << HM_OS_ADDRESS_BITS,
+        "hm_os_reserve = %p, past 2^%d", (void *)kept, HM_OS_ADDRESS_BITS);
+  CHECK((uintptr_t)kept > (uintptr_t)4 << 30, "mapping at %p, below the test's limit",
+        (void *)kept);
+  size_t before = mapped_bytes();
+  hm_os_set_address_limit((uintptr_t)4 << 30);
+  for (size_t align = HM_GRANULE; align <= size; align *= 4) {
+    errno = 0;
+    CHECK(hm_os_reserve(size, align, true) == NULL && errno == ENOMEM,
+          "hm_os_reserve(%zu, %zu) past the limit: not NULL/ENOMEM (errno %d)", size, align,
+          errno);
+  }
+  CHECK(!hm_os_resize(kept, size, 2 * size), "hm_os_resize grew a mapping past the limit");
+  size_t after = mapped_bytes();
+  hm_os_set_address_limit(0);
+  CHECK(after <= before, "refused reservations left %zu bytes mapped", after - before);
+  uint8_t *p = hm_os_reserve(size, HM_GRANULE, true);
+  CHECK(p != NULL, "hm_os_reserve failed once the limit was back");
+  hm_os_release(p, size);
+  hm_os_release(kept, size);
+  UNIT_PASS("reservations past the address limit fail with ENOMEM, leaving nothing mapped");
+}
+
 static void check_decommit_zeroes(void)
 {
   size_t size = 4 * HM_GRANULE;
@@ -159,6 +190,7 @@ int main(void)
   check_reserve_aligned();
   check_no_leak_when_aligning();
   check_reserve_refused();
+  check_address_limit();
   check_decommit_zeroes();
   check_getenv();
   check_random();
