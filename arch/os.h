@@ -78,6 +78,13 @@ void hm_os_rcu_fork_prepare(void);
 void hm_os_rcu_fork_parent(void);
 void hm_os_rcu_fork_child(void);
 
+/* For free_sized and free_aligned_sized, given a pointer hmalloc did not
+ * hand out: when another allocator serves this process's malloc (valgrind's
+ * replacements, a sanitizer's interceptors), the block is its, and goes to
+ * its free (returns true); otherwise the pointer is invalid (false). Those
+ * tools replace malloc and free but not the C23 names. */
+bool hm_os_foreign_free(void *p);
+
 /* Process services, none of which allocates. */
 /* An environment variable; NULL in set-user-ID/set-group-ID programs. */
 const char *hm_os_getenv(const char *name);

@@ -194,7 +194,10 @@ __attribute__((noinline)) static void free_checked(void *p, size_t size, const c
 {
   if (p == NULL)
     return;
-  hm_span *s = header_of(p, func);
+  hm_span *s = hm_pagemap_header(p);
+  if (s == NULL && hm_os_foreign_free(p))
+    return;
+  s = header_of(p, func);
   if (size > usable_of(s, p, func))
     hm_fatal(func, "size larger than the block", p);
   hm_free_slow(p, func);

@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -17,6 +18,11 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 extern char **environ;
 
@@ -275,4 +281,33 @@ void hm_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(voi
 void hm_os_abort(void)
 {
   abort();
+}
+
+/* The object (shared library or executable) that holds `address`. */
+static void *object_of(const void *address)
+{
+  Dl_info info;
+  return address != NULL && dladdr(address, &info) ? info.dli_fbase : NULL;
+}
+
+bool hm_os_foreign_free(void *p)
+{
+  /* Valgrind redirects every malloc and free of the process, this
+   * library's included (the one call hmalloc makes to a public free: it
+   * lands in valgrind's). */
+  if (RUNNING_ON_VALGRIND) {
+    free(p);
+    return true;
+  }
+  /* A sanitizer's interceptors come first in the symbol search order: the
+   * process's malloc is then neither this library's nor libc's. */
+  void *malloc_object = object_of(dlsym(RTLD_DEFAULT, "malloc"));
+  if (malloc_object == NULL || malloc_object == object_of((void *)hm_os_foreign_free) ||
+      malloc_object == object_of((void *)getauxval))
+    return false;
+  void (*foreign_free)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "free");
+  if (foreign_free == NULL)
+    return false;
+  foreign_free(p);
+  return true;
 }
