@@ -5,7 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${HMALLOC_BUILD_DIR:-$here/build/tests}
 
-packages=(build-essential cmake pkg-config liburcu-dev libhwloc-dev python3 sqlite3 git coreutils valgrind)
+packages=(build-essential cmake pkg-config liburcu-dev libhwloc-dev python3 sqlite3 git coreutils valgrind
+  clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
