@@ -82,10 +82,9 @@ HM_API void *hm_heap_calloc(hm_heap *heap, size_t count, size_t size);
  * that fits); p may be NULL or a block of any heap; size 0 frees p. */
 HM_API void *hm_heap_realloc(hm_heap *heap, void *p, size_t size);
 HM_API void *hm_heap_aligned_alloc(hm_heap *heap, size_t alignment, size_t size);
-/* Calls fn(block, usable_size, arg) for every live block of the heap (for
- * an over-aligned allocation, the block holding the pointer that was
- * returned) until fn returns nonzero; returns that value, or 0. fn must not
- * allocate from or free into `heap`. */
+/* Calls fn(block, usable_size, arg) for every live block of the heap (the
+ * pointer each allocation returned) until fn returns nonzero; returns that
+ * value, or 0. fn must not allocate from or free into `heap`. */
 HM_API int hm_heap_visit(hm_heap *heap, int (*fn)(void *block, size_t size, void *arg),
                          void *arg);
 

@@ -143,7 +143,7 @@ static inline void *hm_aligned_inline(size_t alignment, size_t size)
  * `used` counts the list's blocks). Else a block of a span this thread's
  * heap owns (and has not parked), freed exactly at its start and not
  * marked free already, goes on the span's local list; anything else (NULL,
- * remote, large, parked, over-aligned, invalid, double) is sorted out by
+ * remote, large, parked, invalid, double) is sorted out by
  * the slow path. */
 static inline void hm_free_fast(void *p, size_t size, bool sized)
 {
