@@ -32,6 +32,22 @@ size_t hm_os_page_size(void);
 void *hm_os_reserve(size_t size, size_t align, bool commit);
 /* For tests: lowers the address limit (0: back to 2^HM_OS_ADDRESS_BITS). */
 void hm_os_set_address_limit(uintptr_t limit);
+
+/* For tests, fault injection: the nth call from now of the kinds chosen
+ * fails as the OS would refuse it (reserve: NULL with ENOMEM; commit:
+ * false; purge: the pages stay as they were, not zeroed; release: the
+ * mapping stays; bind: an error). n 0 disarms. Counts over all threads. */
+enum {
+  HM_FAULT_RESERVE = 1,
+  HM_FAULT_COMMIT = 2,
+  HM_FAULT_PURGE = 4,
+  HM_FAULT_RELEASE = 8,
+  HM_FAULT_BIND = 16,
+  HM_FAULT_ALL = 31
+};
+void hm_os_fail_after(unsigned kinds, uint64_t n);
+/* Calls failed that way so far. */
+uint64_t hm_os_faults_fired(void);
 void hm_os_release(void *p, size_t size);
 bool hm_os_commit(void *p, size_t size);
 /* The range's contents are discarded and its memory goes back to the OS at

@@ -109,7 +109,11 @@ static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  size_t rounded = hm_align_up(size ? size : 1, align);
+  /* Size 0 is a block of its own too (past an alignment of a granule or
+   * more, 0 bytes would start where the run ends). */
+  if (size == 0)
+    size = 1;
+  size_t rounded = hm_align_up(size, align);
   if (align <= HM_CLASS_ALIGN_MAX && rounded <= HM_SMALL_MAX)
     return alloc_in(h, rounded);
   uint64_t old_key;

@@ -1,6 +1,8 @@
 /* Linux implementation of arch/numa.h. */
 #define _GNU_SOURCE
 #include "../numa.h"
+#include "../os.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -148,6 +150,8 @@ int hm_os_bind(void *p, size_t size, int node)
 {
   if (node < 0 || node >= HM_MAX_OS_NODES)
     return EINVAL;
+  if (hm_os_fault(HM_FAULT_BIND))
+    return ENOMEM;
   unsigned long mask[HM_MAX_OS_NODES / (8 * sizeof(unsigned long))] = {0};
   mask[node / (8 * sizeof mask[0])] = 1ul << (node % (8 * sizeof mask[0]));
   int saved = errno;

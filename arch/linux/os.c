@@ -1,6 +1,7 @@
 /* Linux implementation of arch/os.h. */
 #define _GNU_SOURCE
 #include "../os.h"
+#include "fault.h"
 
 #include <stdatomic.h>
 
@@ -52,6 +53,10 @@ static bool below_limit(const void *p, size_t size)
 
 static void *map(size_t size)
 {
+  if (hm_os_fault(HM_FAULT_RESERVE)) {
+    errno = ENOMEM;
+    return NULL;
+  }
   /* MAP_NORESERVE: reservations are address space, not a promise of memory;
    * pages are charged when first touched. */
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -97,7 +102,7 @@ void *hm_os_reserve(size_t size, size_t align, bool commit)
 
 void hm_os_release(void *p, size_t size)
 {
-  if (p != NULL && size != 0)
+  if (p != NULL && size != 0 && !hm_os_fault(HM_FAULT_RELEASE))
     munmap(p, size);
 }
 
@@ -105,7 +110,7 @@ bool hm_os_commit(void *p, size_t size)
 {
   (void)p;
   (void)size;
-  return true;
+  return !hm_os_fault(HM_FAULT_COMMIT);
 }
 
 void hm_os_decommit(void *p, size_t size)
@@ -115,6 +120,8 @@ void hm_os_decommit(void *p, size_t size)
 
 bool hm_os_purge(void *p, size_t size, bool now)
 {
+  if (hm_os_fault(HM_FAULT_PURGE))
+    return false;
 #ifdef MADV_FREE
   /* MADV_FREE is Linux 4.5+; an older kernel answers EINVAL, and then the
    * purge must be immediate. */
@@ -292,21 +299,21 @@ static void *object_of(const void *address)
 
 bool hm_os_foreign_free(void *p)
 {
-  /* Valgrind redirects every malloc and free of the process, this
-   * library's included (the one call hmalloc makes to a public free: it
-   * lands in valgrind's). */
+  /* Valgrind's malloc-replacing tools redirect every malloc and free of the
+   * process, this library's included: the one call hmalloc makes to a
+   * public free lands in valgrind's, which reports an invalid pointer
+   * itself. (Under a tool that replaces nothing, it is hmalloc's free,
+   * which aborts on it.) */
   if (RUNNING_ON_VALGRIND) {
     free(p);
     return true;
   }
-  /* A sanitizer's interceptors come first in the symbol search order: the
-   * process's malloc is then neither this library's nor libc's. */
-  void *malloc_object = object_of(dlsym(RTLD_DEFAULT, "malloc"));
-  if (malloc_object == NULL || malloc_object == object_of((void *)hm_os_foreign_free) ||
-      malloc_object == object_of((void *)getauxval))
-    return false;
+  /* A sanitizer's allocator says which blocks are its own; any other
+   * allocator's block, or a stray pointer, is invalid here. */
+  int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "__sanitizer_get_ownership");
   void (*foreign_free)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "free");
-  if (foreign_free == NULL)
+  if (owns == NULL || foreign_free == NULL || !owns(p) ||
+      object_of((void *)foreign_free) == object_of((void *)hm_os_foreign_free))
     return false;
   foreign_free(p);
   return true;

@@ -279,7 +279,7 @@ static size_t nth_alignment(size_t i)
 }
 #define ALIGNMENTS 23
 
-static const size_t aligned_sizes[] = {1, 64, 100, 4096, 5000, 131072, 131073, 300000, 5 * MiB};
+static const size_t aligned_sizes[] = {0, 1, 64, 100, 4096, 5000, 131072, 131073, 300000, 5 * MiB};
 #define ALIGNED_SIZES (sizeof aligned_sizes / sizeof aligned_sizes[0])
 
 static void check_aligned_alloc(void)

@@ -5,12 +5,17 @@
  * makes the copy set-user-ID and set-group-ID to nobody, and runs both with
  * HMALLOC_STATS=1 and a malformed HMALLOC_PURGE_DELAY_MS: the plain run
  * warns about the value and prints statistics at exit, the privileged run
- * prints nothing of hmalloc's. Needs root (to give the copy to nobody);
- * skipped otherwise. */
+ * prints nothing of hmalloc's. Needs root (to give the copy to nobody) and
+ * a kernel that honours the set-user-ID bit there (not on a nosuid mount,
+ * not under no_new_privs, nobody mapped in a user namespace): skipped
+ * otherwise, as the child reports whether it ran in secure mode. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,8 +38,9 @@ static void copy_file(const char *from, const char *to)
   close(out);
 }
 
-/* Runs `program child` with the hmalloc variables set; its stderr. */
-static char *run(const char *program)
+/* Runs `program child` with the hmalloc variables set; its stderr, and in
+ * *secure whether it ran in secure mode (its exit status says). */
+static char *run(const char *program, bool *secure)
 {
   int pipefd[2];
   CHECK(pipe(pipefd) == 0, "pipe failed");
@@ -58,9 +64,19 @@ static char *run(const char *program)
   close(pipefd[0]);
   int status;
   CHECK(waitpid(pid, &status, 0) == pid, "waitpid failed");
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s child: status %d, stderr: %s",
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1, "%s child: status %d, stderr: %s",
         program, status, out);
+  *secure = WEXITSTATUS(status) == 1;
   return strdup(out);
+}
+
+static char dir[] = "test_setuid_XXXXXX";
+static char copy[sizeof dir + 16];
+
+static void remove_copy(void)
+{
+  unlink(copy);
+  rmdir(dir);
 }
 
 int main(int argc, char **argv)
@@ -68,28 +84,38 @@ int main(int argc, char **argv)
   if (argc > 1 && strcmp(argv[1], "child") == 0) {
     void *volatile p = malloc(1000);
     free(p);
-    return 0;
+    return getauxval(AT_SECURE) != 0; /* 1: secure mode */
   }
   if (geteuid() != 0) {
     printf("test_setuid: skipped (needs root)\n");
     return SKIP;
   }
-  char copy[] = "test_setuid_privileged";
-  copy_file("/proc/self/exe", copy);
-  CHECK(chown(copy, NOBODY, NOBODY) == 0 && chmod(copy, 06755) == 0,
-        "cannot make %s set-user-ID nobody", copy);
-
-  char *plain = run("/proc/self/exe");
+  bool secure;
+  char *plain = run("/proc/self/exe", &secure);
+  CHECK(!secure, "the plain run was in secure mode");
   CHECK(strstr(plain, "HMALLOC_PURGE_DELAY_MS=bogus") != NULL,
         "plain run: no warning about the malformed value; stderr: %s", plain);
   CHECK(strstr(plain, "hmalloc") != NULL && strlen(plain) > 200,
         "plain run: no statistics at exit; stderr: %s", plain);
 
+  CHECK(mkdtemp(dir) != NULL, "mkdtemp failed");
+  snprintf(copy, sizeof copy, "%s/privileged", dir);
+  atexit(remove_copy);
+  copy_file("/proc/self/exe", copy);
+  /* The directory too: nobody must reach the copy. */
+  if (chmod(dir, 0755) != 0 || chown(copy, NOBODY, NOBODY) != 0 || chmod(copy, 06755) != 0) {
+    printf("test_setuid: skipped (cannot make the copy set-user-ID nobody: %s)\n", strerror(errno));
+    return SKIP;
+  }
   char path[4096];
   CHECK(getcwd(path, sizeof path - sizeof copy - 1) != NULL, "getcwd failed");
   strcat(strcat(path, "/"), copy);
-  char *privileged = run(path);
-  unlink(copy);
+  char *privileged = run(path, &secure);
+  if (!secure) {
+    printf("test_setuid: skipped (the kernel ran the set-user-ID copy without secure mode: a "
+           "nosuid mount or no_new_privs)\n");
+    return SKIP;
+  }
   CHECK(strstr(privileged, "hmalloc") == NULL,
         "set-user-ID run: hmalloc read its environment; stderr: %s", privileged);
   printf("test_setuid: the plain run warned and printed statistics (%zu bytes); the "

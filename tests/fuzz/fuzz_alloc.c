@@ -138,7 +138,7 @@ static void run_op(struct worker *w, const uint8_t *op)
     fill_new(b, hm_calloc(size / 8 + 1, 8), (size / 8 + 1) * 8, 0, seed, true);
     break;
   case 3: {
-    size_t align = (size_t)1 << (op[2] % 14); /* 1 .. 8 KiB */
+    size_t align = (size_t)1 << (op[2] % 22); /* 1 .. 2 MiB */
     release(b, op[2]);
     fill_new(b, hm_aligned_alloc(align, size), size, align, seed, false);
     break;
