@@ -22,6 +22,11 @@ size_t hm_os_page_size(void);
  * of two, at least HM_GRANULE). With `commit` the range is usable at once.
  * Returns NULL when the OS refuses (address space or RLIMIT_AS exhausted). */
 void *hm_os_reserve(size_t size, size_t align, bool commit);
+/* The same, but the range starts `skew` bytes (a multiple of HM_GRANULE,
+ * below `align`) before an `align` boundary: room for a header in front of
+ * an over-aligned block, without reserving the padding an aligned start
+ * would need. */
+void *hm_os_reserve_skewed(size_t size, size_t align, size_t skew, bool commit);
 void hm_os_release(void *p, size_t size);
 bool hm_os_commit(void *p, size_t size);
 /* The range's contents are discarded and its memory goes back to the OS at

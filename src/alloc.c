@@ -106,6 +106,24 @@ static size_t usable_of(hm_span *s, const void *p, const char *func)
   return s->block_size - (size_t)((const uint8_t *)p - (const uint8_t *)b);
 }
 
+/* usable_of for realloc, which also aborts on a block that is free, as
+ * free would: keeping, resizing or copying a freed block would hand out
+ * memory that a live block may be using. */
+static size_t live_usable_of(hm_span *s, const void *p, const char *func)
+{
+  if (s->kind == HM_KIND_SMALL) {
+    hm_heap_check_live(hm_heap_thread(), s, small_block_of(s, p, func), p, func);
+    return usable_of(s, p, func);
+  }
+  /* A purged header of a freed run reads as zeros (hm_large_free). */
+  if (s->kind != HM_KIND_LARGE && s->kind != HM_KIND_HUGE)
+    hm_fatal(func, "double free", p);
+  size_t usable = usable_of(s, p, func);
+  if (atomic_load_explicit(&s->state, memory_order_relaxed) != HM_SPAN_LIVE)
+    hm_fatal(func, "double free", p);
+  return usable;
+}
+
 static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
 {
   if (align <= HM_MIN_ALIGN)
@@ -181,7 +199,7 @@ void *hm_realloc(void *p, size_t size)
     return NULL;
   }
   hm_span *s = header_of(p, "realloc");
-  size_t usable = usable_of(s, p, "realloc");
+  size_t usable = live_usable_of(s, p, "realloc");
   if (s->kind == HM_KIND_SMALL) {
     /* Keep the block unless that would waste more than half of it. */
     if (size <= usable && (size >= usable / 2 || usable <= 32))
@@ -416,7 +434,7 @@ void *hm_heap_realloc(hm_heap *heap, void *p, size_t size)
     return NULL;
   }
   hm_span *s = header_of(p, "hm_heap_realloc");
-  size_t usable = usable_of(s, p, "hm_heap_realloc");
+  size_t usable = live_usable_of(s, p, "hm_heap_realloc");
   /* Keep a block of the heap unless that would waste more than half of it. */
   if (hm_span_owner(s) == heap && size <= usable && (size >= usable / 2 || usable <= 32))
     return p;

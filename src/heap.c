@@ -654,10 +654,15 @@ static void free_into_parked(hm_heap *h, hm_span *s)
     hm_heap_span_unused(h, s);
 }
 
-void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
+void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
 {
   if (is_double_free(h, s, b))
     hm_fatal(func, "double free", p);
+}
+
+void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
+{
+  hm_heap_check_live(h, s, b, p, func);
   uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if ((owner & ~HM_OWNER_PARKED) == (uintptr_t)h && usable(h)) {
     b->next = s->local_free;

@@ -150,6 +150,9 @@ void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
 /* A trim: the calling thread's heap lets go of its unused spans at once,
  * the other threads' at their next slow path. */
 void hm_heap_trim(void);
+/* Aborts, naming `func` and `p`, if block `b` of small span `s` is free
+ * (as far as heap `h`, the caller's, can tell: see is_double_free). */
+void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
 /* Frees a block of a small span, checked and located by the caller. */
 void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
 /* The owner's free made span `s` unused (its `used` reached 0). */

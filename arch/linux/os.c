@@ -41,6 +41,11 @@ static void *map(size_t size)
 
 void *hm_os_reserve(size_t size, size_t align, bool commit)
 {
+  return hm_os_reserve_skewed(size, align, 0, commit);
+}
+
+void *hm_os_reserve_skewed(size_t size, size_t align, size_t skew, bool commit)
+{
   (void)commit; /* Linux commits on first touch */
   if (size == 0 || size + align < size)
     return NULL;
@@ -50,7 +55,7 @@ void *hm_os_reserve(size_t size, size_t align, bool commit)
   void *p = map(size);
   if (p == NULL)
     return NULL;
-  if (((uintptr_t)p & (align - 1)) == 0)
+  if ((((uintptr_t)p + skew) & (align - 1)) == 0)
     return p;
   munmap(p, size);
   /* Over-map and trim to the alignment. */
@@ -58,7 +63,8 @@ void *hm_os_reserve(size_t size, size_t align, bool commit)
   uint8_t *raw = map(over);
   if (raw == NULL)
     return NULL;
-  uint8_t *aligned = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+  uint8_t *aligned =
+      (uint8_t *)((((uintptr_t)raw + skew + align - 1) & ~(uintptr_t)(align - 1)) - skew);
   size_t head = (size_t)(aligned - raw);
   size_t tail = over - head - size;
   if (head)
