@@ -28,6 +28,9 @@ void *hm_os_reserve(size_t size, size_t align, bool commit);
  * would need. */
 void *hm_os_reserve_skewed(size_t size, size_t align, size_t skew, bool commit);
 void hm_os_release(void *p, size_t size);
+/* How many reservations the OS has refused so far: an allocation that saw
+ * this change may succeed once hmalloc gave back what it keeps. */
+uint32_t hm_os_refusals(void);
 bool hm_os_commit(void *p, size_t size);
 /* The range's contents are discarded and its memory goes back to the OS at
  * once; it must be committed again before use. */

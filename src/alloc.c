@@ -36,11 +36,46 @@ static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_ke
   return p;
 }
 
+static void *alloc_any(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
+{
+  if (size <= HM_SMALL_MAX && align <= HM_MIN_ALIGN)
+    return hm_heap_alloc_slow(h, size, old_key);
+  return alloc_large(h, size, align, old_key);
+}
+
+/* Whether hmalloc may give memory back from this call: not from a call
+ * nested in a slow path of the thread (its heap is half-way through a
+ * change), nor while the thread builds its heap. */
+static bool may_give_back(void)
+{
+  hm_heap *h = hm_tls;
+  return h->kind == HM_HEAP_THREAD ? atomic_load_explicit(&h->gate, memory_order_relaxed) == 0
+                                   : h->kind != HM_HEAP_STARTING;
+}
+
+/* An allocation the OS refused memory for (address space or mappings
+ * exhausted) is tried once more after hmalloc gave back all it keeps idle:
+ * empty spans and regions, cached runs and mappings. That waits for a
+ * grace period: only on this failure path. Every NULL says ENOMEM, whatever
+ * ran after the failure. */
+static void *alloc_or_give_back(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
+{
+  uint32_t refusals = hm_os_refusals();
+  void *p = alloc_any(h, size, align, old_key);
+  if (hm_likely(p != NULL))
+    return p;
+  if (hm_os_refusals() != refusals && may_give_back()) {
+    hm_purge_trim();
+    p = alloc_any(h, size, align, old_key);
+  }
+  if (p == NULL)
+    errno = ENOMEM;
+  return p;
+}
+
 void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
 {
-  if (size <= HM_SMALL_MAX)
-    return hm_heap_alloc_slow(h, size, old_key);
-  return alloc_large(h, size, HM_MIN_ALIGN, old_key);
+  return alloc_or_give_back(h, size, HM_MIN_ALIGN, old_key);
 }
 
 void *hm_malloc_slow(size_t size)
@@ -152,7 +187,7 @@ static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
     return p;
   }
   uint64_t old_key;
-  return alloc_large(h, size, align, &old_key);
+  return alloc_or_give_back(h, size, align, &old_key);
 }
 
 void *hm_malloc(size_t size)

@@ -30,13 +30,23 @@ size_t hm_os_page_size(void)
   return size;
 }
 
+static _Atomic uint32_t refusals;
+
+uint32_t hm_os_refusals(void)
+{
+  return atomic_load_explicit(&refusals, memory_order_relaxed);
+}
+
 static void *map(size_t size)
 {
   /* MAP_NORESERVE: reservations are address space, not a promise of memory;
    * pages are charged when first touched. */
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
+  if (p != MAP_FAILED)
+    return p;
+  atomic_fetch_add_explicit(&refusals, 1, memory_order_relaxed);
+  return NULL;
 }
 
 void *hm_os_reserve(size_t size, size_t align, bool commit)

@@ -111,6 +111,49 @@ static void small_then_large(void *arg)
   expect_malloc_works(64, "after exhausting and freeing 1 MiB blocks");
 }
 
+/* Every NULL that an allocation failure returns says ENOMEM: small
+ * blocks of many classes, each allocated until it fails several times in
+ * a row (later failures take other paths: no span, no region, a heap's
+ * partial spans), then of every class again after a few frees. */
+static void errno_on_every_null(void *arg)
+{
+  (void)arg;
+  limit_address_space();
+  static const size_t sizes[] = {16, 48, 100, 256, 1000, 3000, 12000, 40000, 128 * KiB};
+  void *head = NULL;
+  size_t nulls = 0;
+  for (int round = 0; round < 2; round++)
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+      for (size_t failed = 0, n = 0; failed < 16 && n < (4 * HEADROOM) / 16; n++) {
+        errno = 0;
+        void **p = malloc(sizes[i]);
+        if (p == NULL) {
+          int e = errno;
+          CHECK(e == ENOMEM, "malloc(%zu) returned NULL with errno %d (%s), expected ENOMEM",
+                sizes[i], e, strerror(e));
+          failed++;
+          nulls++;
+          continue;
+        }
+        *p = head;
+        head = p;
+      }
+  CHECK(nulls > 0, "no allocation failed under a limit of +256 MiB");
+  free_all(head);
+}
+
+/* Memory freed back to hmalloc serves the next allocation at once, even a
+ * huge one that needs a mapping of its own: hmalloc gives back what it
+ * keeps (empty regions, cached runs and mappings) when the OS refuses. */
+static void fill_free_then_huge(void *arg)
+{
+  size_t size = *(size_t *)arg;
+  limit_address_space();
+  size_t count;
+  free_all(exhaust(size, &count));
+  expect_malloc_works(16 * MiB, "right after freeing everything");
+}
+
 static bool run_phase(const char *name, void (*body)(void *), void *arg)
 {
   static struct tu_child r;
@@ -131,5 +174,8 @@ int main(void)
   ok &= run_phase("1 MiB blocks", exhaust_and_recover, &large);
   ok &= run_phase("16 MiB blocks", exhaust_and_recover, &huge);
   ok &= run_phase("64-byte blocks, then 1 MiB blocks", small_then_large, NULL);
+  ok &= run_phase("errno on every NULL", errno_on_every_null, NULL);
+  ok &= run_phase("64-byte blocks freed, then 16 MiB", fill_free_then_huge, &small);
+  ok &= run_phase("1 MiB blocks freed, then 16 MiB", fill_free_then_huge, &large);
   return ok ? 0 : 1;
 }
