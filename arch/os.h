@@ -87,6 +87,10 @@ uint64_t hm_os_random(void);
  * exits, with the value given there. */
 bool hm_os_thread_exit_init(void (*on_exit)(void *));
 void hm_os_thread_attach(void *value);
+/* The calling thread's id, and whether the thread of that id still exists
+ * (a thread whose exit hook never ran). Each costs a system call. */
+uint32_t hm_os_thread_id(void);
+bool hm_os_thread_alive(uint32_t id);
 void hm_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 _Noreturn void hm_os_abort(void);
 

@@ -63,6 +63,7 @@ static hm_heap *pool_acquire(uint32_t kind)
   memset(h->frees, 0, sizeof h->frees);
   memset(h->bins, 0, sizeof h->bins);
   h->kind = kind;
+  h->tid = kind == HM_HEAP_THREAD ? hm_os_thread_id() : 0; /* (before in_use) */
   h->partial_bytes = 0;
   h->held = 0;
   h->limit = 0;
@@ -722,6 +723,26 @@ void hm_heap_thread_exit(void *arg)
   pool_release(h);
 }
 
+/* A thread heap whose thread is gone: its exit hook did not run. Only the
+ * reclaiming thread touches it (nobody else hands a heap in use back), so
+ * it acts as the owner, as a fork child does for the threads it lost. */
+static void reclaim_if_orphaned(hm_heap *h, void *self)
+{
+  if (h == self || !atomic_load_explicit(&h->in_use, memory_order_acquire) ||
+      h->kind != HM_HEAP_THREAD || hm_os_thread_alive(h->tid))
+    return;
+  flush(h);
+  pool_release(h);
+}
+
+void hm_heap_reclaim_orphans(void)
+{
+  /* In the gate: a fork must not find a heap half handed back. */
+  hm_gate_enter();
+  each_structure(reclaim_if_orphaned, hm_tls);
+  hm_gate_exit();
+}
+
 static void fork_child_visit(hm_heap *h, void *self)
 {
   if (h == self)
@@ -742,6 +763,8 @@ static void fork_child_visit(hm_heap *h, void *self)
 
 void hm_heap_fork_child(void)
 {
+  if (hm_tls->kind == HM_HEAP_THREAD)
+    hm_tls->tid = hm_os_thread_id(); /* the child's thread has an id of its own */
   each_structure(fork_child_visit, hm_tls);
 }
 

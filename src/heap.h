@@ -77,6 +77,7 @@ typedef struct hm_heap {
   uint32_t trim_epoch; /* the last trim this heap took part in */
   uint32_t slow_frees; /* frees that took the remote path */
   uint32_t budget_cursor; /* the class the budget looks at next */
+  uint32_t tid;      /* thread heaps: the OS id of its thread (orphans) */
   uintptr_t magic;   /* private heaps: validates the handle */
   size_t limit;      /* private heaps: bytes it may hold; 0: no limit */
   size_t held;       /* bytes of the spans and large blocks it holds */
@@ -153,6 +154,10 @@ void hm_heap_trim(void);
 /* Aborts, naming `func` and `p`, if block `b` of small span `s` is free
  * (as far as heap `h`, the caller's, can tell: see is_double_free). */
 void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
+/* Hands back the heaps of threads that are gone without their exit hook
+ * (a first malloc in the last round of key destructors sets the hook too
+ * late for it to run). One caller at a time: the purge lock's holder. */
+void hm_heap_reclaim_orphans(void);
 /* Frees a block of a small span, checked and located by the caller. */
 void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
 /* The owner's free made span `s` unused (its `used` reached 0). */

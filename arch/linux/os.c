@@ -259,6 +259,21 @@ void hm_os_thread_attach(void *value)
   pthread_setspecific(thread_exit_key, value);
 }
 
+uint32_t hm_os_thread_id(void)
+{
+  return (uint32_t)syscall(SYS_gettid);
+}
+
+bool hm_os_thread_alive(uint32_t id)
+{
+  /* Signal 0 checks without sending; ESRCH: no such thread in the process
+   * (a thread that has exited is reaped at once). */
+  int saved = errno;
+  bool alive = syscall(SYS_tgkill, getpid(), (pid_t)id, 0) == 0 || errno != ESRCH;
+  errno = saved;
+  return alive;
+}
+
 void hm_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
   pthread_atfork(prepare, parent, child);
