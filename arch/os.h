@@ -66,15 +66,13 @@ void hm_os_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ms);
 void hm_os_wake(_Atomic uint32_t *word);
 void hm_os_yield(void);
 
-/* Read-copy-update: read sections nest, never sleep and allocate nothing;
- * synchronize waits (sleeping) until every read section that began before
- * it has ended. The fork hooks go in the allocator's atfork handlers. */
-void hm_os_rcu_read_lock(void);
-void hm_os_rcu_read_unlock(void);
-void hm_os_rcu_synchronize(void);
-void hm_os_rcu_fork_prepare(void);
-void hm_os_rcu_fork_parent(void);
-void hm_os_rcu_fork_child(void);
+/* A full memory barrier on every running thread of the process (Linux
+ * membarrier, Windows FlushProcessWriteBuffers): with it, the readers of
+ * read-copy-update need only a compiler barrier. hm_os_barrier_init
+ * registers for it, once per process and again in a fork child; false
+ * where the OS offers none, and then the readers must fence. */
+bool hm_os_barrier_init(void);
+void hm_os_barrier(void);
 
 /* Process services, none of which allocates. */
 const char *hm_os_getenv(const char *name);

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${HMALLOC_BUILD_DIR:-$here/build/tests}
 
-packages=(build-essential cmake pkg-config liburcu-dev libhwloc-dev python3 sqlite3 git coreutils)
+packages=(build-essential cmake pkg-config libhwloc-dev python3 sqlite3 git coreutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

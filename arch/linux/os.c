@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -198,6 +200,21 @@ void hm_os_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ms)
 void hm_os_wake(_Atomic uint32_t *word)
 {
   syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void hm_os_yield(void)
+{
+  sched_yield();
+}
+
+bool hm_os_barrier_init(void)
+{
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+void hm_os_barrier(void)
+{
+  syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 }
 
 const char *hm_os_getenv(const char *name)
