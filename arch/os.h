@@ -30,6 +30,12 @@ size_t hm_os_page_size(void);
  * Returns NULL when the OS refuses (address space or RLIMIT_AS exhausted)
  * or places it above the address limit. */
 void *hm_os_reserve(size_t size, size_t align, bool commit);
+/* The same, but the range starts `skew` bytes (a multiple of HM_GRANULE,
+ * below `align`) before an `align` boundary: room for a header in front of
+ * an over-aligned block, without reserving the padding an aligned start
+ * would need. */
+void *hm_os_reserve_skewed(size_t size, size_t align, size_t skew, bool commit);
+
 /* For tests: lowers the address limit (0: back to 2^HM_OS_ADDRESS_BITS). */
 void hm_os_set_address_limit(uintptr_t limit);
 
@@ -49,6 +55,9 @@ void hm_os_fail_after(unsigned kinds, uint64_t n);
 /* Calls failed that way so far. */
 uint64_t hm_os_faults_fired(void);
 void hm_os_release(void *p, size_t size);
+/* How many reservations the OS has refused so far: an allocation that saw
+ * this change may succeed once hmalloc gave back what it keeps. */
+uint32_t hm_os_refusals(void);
 bool hm_os_commit(void *p, size_t size);
 /* The range's contents are discarded and its memory goes back to the OS at
  * once; it must be committed again before use. */
@@ -84,15 +93,13 @@ void hm_os_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ms);
 void hm_os_wake(_Atomic uint32_t *word);
 void hm_os_yield(void);
 
-/* Read-copy-update: read sections nest, never sleep and allocate nothing;
- * synchronize waits (sleeping) until every read section that began before
- * it has ended. The fork hooks go in the allocator's atfork handlers. */
-void hm_os_rcu_read_lock(void);
-void hm_os_rcu_read_unlock(void);
-void hm_os_rcu_synchronize(void);
-void hm_os_rcu_fork_prepare(void);
-void hm_os_rcu_fork_parent(void);
-void hm_os_rcu_fork_child(void);
+/* A full memory barrier on every running thread of the process (Linux
+ * membarrier, Windows FlushProcessWriteBuffers): with it, the readers of
+ * read-copy-update need only a compiler barrier. hm_os_barrier_init
+ * registers for it, once per process and again in a fork child; false
+ * where the OS offers none, and then the readers must fence. */
+bool hm_os_barrier_init(void);
+void hm_os_barrier(void);
 
 /* For free_sized and free_aligned_sized, given a pointer hmalloc did not
  * hand out: when another allocator serves this process's malloc (valgrind's
@@ -113,6 +120,10 @@ uint64_t hm_os_random(void);
  * exits, with the value given there. */
 bool hm_os_thread_exit_init(void (*on_exit)(void *));
 void hm_os_thread_attach(void *value);
+/* The calling thread's id, and whether the thread of that id still exists
+ * (a thread whose exit hook never ran). Each costs a system call. */
+uint32_t hm_os_thread_id(void);
+bool hm_os_thread_alive(uint32_t id);
 void hm_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 _Noreturn void hm_os_abort(void);
 

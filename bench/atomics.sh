@@ -14,7 +14,7 @@
 # How: each workload runs under valgrind --tool=callgrind --dump-instr=yes,
 # which counts how many times every instruction executed, by address within
 # its object. objdump -d of the allocator's objects (the preloaded library
-# and what it links, liburcu-bp for hmalloc) gives the addresses of its
+# and what it links) gives the addresses of its
 # atomic RMW instructions: every lock-prefixed instruction, and xchg with a
 # memory operand (locked without a prefix). Their executions, summed, are
 # the atomics. Each workload runs at two sizes (-n); the difference in

@@ -135,7 +135,7 @@ micro_quick_filter='BM_malloc_free/(16|256|4096|65536|1048576)$|BM_batch_random/
 # (HMALLOC_BENCH_TIMEOUT seconds, default 300).
 run_timeout=${HMALLOC_BENCH_TIMEOUT:-300}
 
-packages=(build-essential cmake pkg-config liburcu-dev libhwloc-dev libbenchmark-dev valgrind
+packages=(build-essential cmake pkg-config libhwloc-dev libbenchmark-dev valgrind
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 gnuplot-nox python3 redis-server)
 
 # --- Helpers ------------------------------------------------------------------

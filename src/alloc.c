@@ -36,11 +36,46 @@ static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_ke
   return p;
 }
 
+static void *alloc_any(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
+{
+  if (size <= HM_SMALL_MAX && align <= HM_MIN_ALIGN)
+    return hm_heap_alloc_slow(h, size, old_key);
+  return alloc_large(h, size, align, old_key);
+}
+
+/* Whether hmalloc may give memory back from this call: not from a call
+ * nested in a slow path of the thread (its heap is half-way through a
+ * change), nor while the thread builds its heap. */
+static bool may_give_back(void)
+{
+  hm_heap *h = hm_tls;
+  return h->kind == HM_HEAP_THREAD ? atomic_load_explicit(&h->gate, memory_order_relaxed) == 0
+                                   : h->kind != HM_HEAP_STARTING;
+}
+
+/* An allocation the OS refused memory for (address space or mappings
+ * exhausted) is tried once more after hmalloc gave back all it keeps idle:
+ * empty spans and regions, cached runs and mappings. That waits for a
+ * grace period: only on this failure path. Every NULL says ENOMEM, whatever
+ * ran after the failure. */
+static void *alloc_or_give_back(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
+{
+  uint32_t refusals = hm_os_refusals();
+  void *p = alloc_any(h, size, align, old_key);
+  if (hm_likely(p != NULL))
+    return p;
+  if (hm_os_refusals() != refusals && may_give_back()) {
+    hm_purge_trim();
+    p = alloc_any(h, size, align, old_key);
+  }
+  if (p == NULL)
+    errno = ENOMEM;
+  return p;
+}
+
 void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
 {
-  if (size <= HM_SMALL_MAX)
-    return hm_heap_alloc_slow(h, size, old_key);
-  return alloc_large(h, size, HM_MIN_ALIGN, old_key);
+  return alloc_or_give_back(h, size, HM_MIN_ALIGN, old_key);
 }
 
 __attribute__((noinline)) void *hm_malloc_slow(size_t size)
@@ -101,6 +136,24 @@ static size_t usable_of(hm_span *s, const void *p, const char *func)
   return s->block_size;
 }
 
+/* usable_of for realloc, which also aborts on a block that is free, as
+ * free would: keeping, resizing or copying a freed block would hand out
+ * memory that a live block may be using. */
+static size_t live_usable_of(hm_span *s, const void *p, const char *func)
+{
+  if (s->kind == HM_KIND_SMALL) {
+    hm_heap_check_live(hm_heap_thread(), s, small_block_of(s, p, func), p, func);
+    return usable_of(s, p, func);
+  }
+  /* A purged header of a freed run reads as zeros (hm_large_free). */
+  if (s->kind != HM_KIND_LARGE && s->kind != HM_KIND_HUGE)
+    hm_fatal(func, "double free", p);
+  size_t usable = usable_of(s, p, func);
+  if (atomic_load_explicit(&s->state, memory_order_relaxed) != HM_SPAN_LIVE)
+    hm_fatal(func, "double free", p);
+  return usable;
+}
+
 static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
 {
   if (align <= HM_MIN_ALIGN)
@@ -117,7 +170,7 @@ static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
   if (align <= HM_CLASS_ALIGN_MAX && rounded <= HM_SMALL_MAX)
     return alloc_in(h, rounded);
   uint64_t old_key;
-  return alloc_large(h, size, align, &old_key);
+  return alloc_or_give_back(h, size, align, &old_key);
 }
 
 void *hm_malloc(size_t size)
@@ -164,7 +217,7 @@ void *hm_realloc(void *p, size_t size)
     return NULL;
   }
   hm_span *s = header_of(p, "realloc");
-  size_t usable = usable_of(s, p, "realloc");
+  size_t usable = live_usable_of(s, p, "realloc");
   if (s->kind == HM_KIND_SMALL) {
     /* Keep the block unless that would waste more than half of it. */
     if (size <= usable && (size >= usable / 2 || usable <= 32))
@@ -386,7 +439,7 @@ void *hm_heap_realloc(hm_heap *heap, void *p, size_t size)
     return NULL;
   }
   hm_span *s = header_of(p, "hm_heap_realloc");
-  size_t usable = usable_of(s, p, "hm_heap_realloc");
+  size_t usable = live_usable_of(s, p, "hm_heap_realloc");
   /* Keep a block of the heap unless that would waste more than half of it. */
   if (hm_span_owner(s) == heap && size <= usable && (size >= usable / 2 || usable <= 32))
     return p;

@@ -43,13 +43,21 @@ static hm_heap *pool_grow(uint32_t kind)
   do {
     chunk->next_chunk = head;
   } while (!atomic_compare_exchange_weak_explicit(&pool_chunks, &head, chunk,
-                                                  memory_order_release, memory_order_relaxed));
+                                                  memory_order_seq_cst, memory_order_relaxed));
   for (size_t i = 1; i < HEAPS_PER_CHUNK; i++)
     hm_stack_push(pool_stack(kind), &chunk[i].link);
   return chunk;
 }
 
 static _Atomic uint32_t trim_epoch;
+
+/* The thread id of heap `h` becomes `tid`; `acquired`: 1 when a new user
+ * takes the structure. */
+static void set_thread_id(hm_heap *h, uint32_t tid, uint64_t acquired)
+{
+  uint64_t count = (atomic_load_explicit(&h->thread_id, memory_order_relaxed) >> 32) + acquired;
+  atomic_store_explicit(&h->thread_id, count << 32 | tid, memory_order_release);
+}
 
 static hm_heap *pool_acquire(uint32_t kind)
 {
@@ -63,6 +71,7 @@ static hm_heap *pool_acquire(uint32_t kind)
   memset(h->frees, 0, sizeof h->frees);
   memset(h->bins, 0, sizeof h->bins);
   h->kind = kind;
+  set_thread_id(h, kind == HM_HEAP_THREAD ? hm_os_thread_id() : 0, 1);
   h->partial_bytes = 0;
   h->held = 0;
   h->limit = 0;
@@ -77,13 +86,16 @@ static hm_heap *pool_acquire(uint32_t kind)
 
 static void pool_release(hm_heap *h)
 {
+  set_thread_id(h, 0, 0);
   atomic_store_explicit(&h->in_use, 0, memory_order_relaxed);
   hm_stack_push(pool_stack(h->kind), &h->link);
 }
 
 static void each_structure(void (*visit)(hm_heap *, void *), void *arg)
 {
-  for (hm_heap *c = atomic_load_explicit(&pool_chunks, memory_order_acquire); c;
+  /* seq_cst: a grace period's walk (hm_heap_wait_readers) finds every heap
+   * whose reader it must see. */
+  for (hm_heap *c = atomic_load_explicit(&pool_chunks, memory_order_seq_cst); c;
        c = c->next_chunk)
     for (size_t i = 0; i < HEAPS_PER_CHUNK; i++)
       visit(&c[i], arg);
@@ -111,6 +123,21 @@ static void gate_busy(hm_heap *h, void *arg)
 {
   if (atomic_load_explicit(&h->gate, memory_order_seq_cst) != 0)
     *(bool *)arg = true;
+}
+
+static void wait_reader(hm_heap *h, void *period)
+{
+  for (;;) {
+    uint64_t began = atomic_load_explicit(&h->rcu_period, memory_order_acquire);
+    if (began == 0 || began >= *(uint64_t *)period)
+      return;
+    hm_os_yield();
+  }
+}
+
+void hm_heap_wait_readers(uint64_t period)
+{
+  each_structure(wait_reader, &period);
 }
 
 bool hm_heap_gates_clear(void)
@@ -654,10 +681,15 @@ static void free_into_parked(hm_heap *h, hm_span *s)
     hm_heap_span_unused(h, s);
 }
 
-void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
+void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
 {
   if (is_double_free(h, s, b))
     hm_fatal(func, "double free", p);
+}
+
+void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
+{
+  hm_heap_check_live(h, s, b, p, func);
   uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if ((owner & ~HM_OWNER_PARKED) == (uintptr_t)h && usable(h)) {
     b->next = s->local_free;
@@ -717,10 +749,39 @@ void hm_heap_thread_exit(void *arg)
   pool_release(h);
 }
 
+/* A thread heap whose thread is gone: its exit hook did not run. Only the
+ * reclaiming thread touches it (nobody else hands a heap in use back), so
+ * it acts as the owner, as a fork child does for the threads it lost. */
+static void reclaim_if_orphaned(hm_heap *h, void *self)
+{
+  uint64_t id = atomic_load_explicit(&h->thread_id, memory_order_acquire);
+  uint32_t tid = (uint32_t)id;
+  if (h == self || tid == 0 || hm_os_thread_alive(tid))
+    return;
+  /* Its thread is gone; unless the structure was released (and perhaps
+   * taken again) since the id was read, the heap is ours now. */
+  if (!atomic_compare_exchange_strong_explicit(&h->thread_id, &id, id & ~(uint64_t)UINT32_MAX,
+                                               memory_order_acq_rel, memory_order_relaxed))
+    return;
+  flush(h);
+  pool_release(h);
+}
+
+void hm_heap_reclaim_orphans(void)
+{
+  /* In the gate: a fork must not find a heap half handed back. */
+  hm_gate_enter();
+  each_structure(reclaim_if_orphaned, hm_tls);
+  hm_gate_exit();
+}
+
 static void fork_child_visit(hm_heap *h, void *self)
 {
   if (h == self)
     return;
+  /* Its thread did not survive the fork, nor did its read sections. */
+  h->rcu_depth = 0;
+  atomic_store_explicit(&h->rcu_period, 0, memory_order_relaxed);
   bool in_use = atomic_load_explicit(&h->in_use, memory_order_relaxed);
   if (in_use && h->kind == HM_HEAP_PRIVATE)
     return; /* the program's, and consistent: the fork gate saw to it */
@@ -737,6 +798,8 @@ static void fork_child_visit(hm_heap *h, void *self)
 
 void hm_heap_fork_child(void)
 {
+  if (hm_tls->kind == HM_HEAP_THREAD)
+    set_thread_id(hm_tls, hm_os_thread_id(), 0); /* the child's thread has an id of its own */
   each_structure(fork_child_visit, hm_tls);
 }
 

@@ -77,6 +77,15 @@ typedef struct hm_heap {
   uint32_t trim_epoch; /* the last trim this heap took part in */
   uint32_t slow_frees; /* frees that took the remote path */
   uint32_t budget_cursor; /* the class the budget looks at next */
+  /* Thread heaps in use: the OS id of the thread in the low 32 bits (0
+   * otherwise), and above them a count of the structure's acquisitions, so
+   * that trim claims a heap whose thread is gone only if nobody released
+   * or took it meanwhile (reclaim_if_orphaned). */
+  _Atomic uint64_t thread_id;
+  /* Read-copy-update (rcu.h), thread heaps: the depth of its thread's read
+   * sections, and while in one, the grace period it began in (else 0). */
+  uint32_t rcu_depth;
+  _Atomic uint64_t rcu_period;
   uintptr_t magic;   /* private heaps: validates the handle */
   size_t limit;      /* private heaps: bytes it may hold; 0: no limit */
   size_t held;       /* bytes of the spans and large blocks it holds */
@@ -150,6 +159,16 @@ void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
 /* A trim: the calling thread's heap lets go of its unused spans at once,
  * the other threads' at their next slow path. */
 void hm_heap_trim(void);
+/* Aborts, naming `func` and `p`, if block `b` of small span `s` is free
+ * (as far as heap `h`, the caller's, can tell: see is_double_free). */
+void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
+/* Waits until no thread's heap announces a read section that began
+ * before grace period `period` (rcu.c). */
+void hm_heap_wait_readers(uint64_t period);
+/* Hands back the heaps of threads that are gone without their exit hook
+ * (a first malloc in the last round of key destructors sets the hook too
+ * late for it to run). One caller at a time: the purge lock's holder. */
+void hm_heap_reclaim_orphans(void);
 /* Frees a block of a small span, checked and located by the caller. */
 void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
 /* The owner's free made span `s` unused (its `used` reached 0). */

@@ -17,7 +17,7 @@ static _Atomic int init_state;
 /* Every shared structure is lock-free, so a fork child sees each one in a
  * consistent state; but a span between two owners would be in no list in
  * the child, so the fork gate waits for the threads moving spans. Start-up
- * must not be caught half-way, and liburcu quiesces its own state. */
+ * must not be caught half-way. */
 static void fork_prepare(void)
 {
   hm_topology_fork_prepare(); /* first: it may wait for a dlopen to finish */
@@ -25,12 +25,10 @@ static void fork_prepare(void)
     hm_cpu_pause();
   hm_gate_fork_prepare(); /* no thread half-way through moving a span */
   hm_purge_fork_prepare();
-  hm_os_rcu_fork_prepare();
 }
 
 static void fork_parent(void)
 {
-  hm_os_rcu_fork_parent();
   hm_purge_fork_parent();
   hm_gate_fork_parent();
   hm_topology_fork_parent();
@@ -62,6 +60,7 @@ void hm_process_init(void)
   hm_free_key = hm_os_random();
   hm_zero_key = hm_free_key ^ 0x5a5a5a5a5a5a5a5aull;
   hm_size_class_init();
+  hm_rcu_init();
   hm_config_read();
   hm_os_thread_exit_init(hm_heap_thread_exit);
   hm_os_atfork(fork_prepare, fork_parent, fork_child);

@@ -98,10 +98,25 @@ static size_t huge_align(size_t align)
   return align > HM_GRANULE ? align : HM_GRANULE;
 }
 
+/* Where a huge block of alignment `align` starts in its mapping: after the
+ * header, aligned. Beyond a granule the mapping starts one granule before
+ * the aligned block, not at an aligned address: the padding in between
+ * would take address space, and page-map leaves for its granules. */
+static size_t huge_offset(size_t align)
+{
+  return align > HM_GRANULE ? HM_GRANULE : hm_align_up(HM_HEADER_SIZE, align);
+}
+
+/* The mapping's start lies this far before an aligned address. */
+static size_t huge_skew(size_t align)
+{
+  return align > HM_GRANULE ? HM_GRANULE : 0;
+}
+
 /* A new mapping for a huge block, bound to the arena's node. */
 static hm_span *huge_map(hm_arena *a, size_t bytes, size_t align)
 {
-  hm_span *s = hm_os_reserve(bytes, huge_align(align), true);
+  hm_span *s = hm_os_reserve_skewed(bytes, huge_align(align), huge_skew(align), true);
   if (s == NULL)
     return NULL;
   hm_topology_bind(s, bytes, hm_arena_node(a));
@@ -136,7 +151,7 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
         hm_arena_free_run(s, needed);
     }
   } else {
-    size_t bytes = granules * HM_GRANULE;
+    size_t bytes = granules_for(huge_offset(align) + size) * HM_GRANULE;
     hm_span *s = align < HM_GRANULE ? hm_huge_cache_take(a, granules) : NULL;
     if (s != NULL) {
       zeroed = s->zeroed;
@@ -242,15 +257,15 @@ void hm_large_drop(hm_span *s)
  * copies of them. */
 static hm_span *huge_move(hm_span *s, size_t bytes)
 {
-  size_t align = (uintptr_t)s->blocks - (uintptr_t)s > HM_GRANULE
-                     ? hm_align_up((uintptr_t)s->blocks - (uintptr_t)s, HM_GRANULE)
-                     : HM_GRANULE;
-  hm_span *to = hm_os_reserve(bytes, huge_align(align), false);
+  /* A block aligned beyond a granule keeps its alignment: at least that of
+   * its address. */
+  size_t offset = (size_t)(s->blocks - (uint8_t *)s);
+  size_t align = offset < HM_GRANULE ? HM_GRANULE : (uintptr_t)s->blocks & -(uintptr_t)s->blocks;
+  hm_span *to = hm_os_reserve_skewed(bytes, huge_align(align), huge_skew(align), false);
   if (to == NULL)
     return NULL;
   if (hm_config.huge_pages)
     hm_os_huge_pages(to, bytes);
-  size_t offset = (size_t)(s->blocks - (uint8_t *)s);
   size_t marked = mapped_granules(s);
   /* The new entries first (a leaf may have to be mapped, and fail). The
    * old ones go before the remap: once it has unmapped the old range,

@@ -189,6 +189,7 @@ bool hm_purge_trim(void)
   hm_heap_trim();
   while (!begin())
     hm_os_yield();
+  hm_heap_reclaim_orphans();
   pass(true, true, 0);
   release_regions(true);
   end();

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${HMALLOC_BUILD_DIR:-$here/build/tests}
 
-packages=(build-essential cmake pkg-config liburcu-dev libhwloc-dev python3 sqlite3 git coreutils valgrind
+packages=(build-essential cmake pkg-config libhwloc-dev python3 sqlite3 git coreutils valgrind
   clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -51,27 +53,36 @@ static bool below_limit(const void *p, size_t size)
   return (uintptr_t)p + size <= atomic_load_explicit(&address_limit, memory_order_relaxed);
 }
 
+static _Atomic uint32_t refusals;
+
+uint32_t hm_os_refusals(void)
+{
+  return atomic_load_explicit(&refusals, memory_order_relaxed);
+}
+
 static void *map(size_t size)
 {
-  if (hm_os_fault(HM_FAULT_RESERVE)) {
-    errno = ENOMEM;
-    return NULL;
-  }
   /* MAP_NORESERVE: reservations are address space, not a promise of memory;
    * pages are charged when first touched. */
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED)
-    return NULL;
-  if (!below_limit(p, size)) {
+  void *p = hm_os_fault(HM_FAULT_RESERVE)
+                ? MAP_FAILED
+                : mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p != MAP_FAILED && below_limit(p, size))
+    return p;
+  if (p != MAP_FAILED)
     munmap(p, size);
-    errno = ENOMEM;
-    return NULL;
-  }
-  return p;
+  errno = ENOMEM;
+  atomic_fetch_add_explicit(&refusals, 1, memory_order_relaxed);
+  return NULL;
 }
 
 void *hm_os_reserve(size_t size, size_t align, bool commit)
+{
+  return hm_os_reserve_skewed(size, align, 0, commit);
+}
+
+void *hm_os_reserve_skewed(size_t size, size_t align, size_t skew, bool commit)
 {
   (void)commit; /* Linux commits on first touch */
   if (size == 0 || size + align < size)
@@ -82,7 +93,7 @@ void *hm_os_reserve(size_t size, size_t align, bool commit)
   void *p = map(size);
   if (p == NULL)
     return NULL;
-  if (((uintptr_t)p & (align - 1)) == 0)
+  if ((((uintptr_t)p + skew) & (align - 1)) == 0)
     return p;
   munmap(p, size);
   /* Over-map and trim to the alignment. */
@@ -90,7 +101,8 @@ void *hm_os_reserve(size_t size, size_t align, bool commit)
   uint8_t *raw = map(over);
   if (raw == NULL)
     return NULL;
-  uint8_t *aligned = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+  uint8_t *aligned =
+      (uint8_t *)((((uintptr_t)raw + skew + align - 1) & ~(uintptr_t)(align - 1)) - skew);
   size_t head = (size_t)(aligned - raw);
   size_t tail = over - head - size;
   if (head)
@@ -218,6 +230,21 @@ void hm_os_wake(_Atomic uint32_t *word)
   syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+void hm_os_yield(void)
+{
+  sched_yield();
+}
+
+bool hm_os_barrier_init(void)
+{
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+void hm_os_barrier(void)
+{
+  syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+}
+
 const char *hm_os_getenv(const char *name)
 {
   /* Walk environ directly: getenv is allocation-free in glibc, but this
@@ -278,6 +305,21 @@ bool hm_os_thread_exit_init(void (*on_exit)(void *))
 void hm_os_thread_attach(void *value)
 {
   pthread_setspecific(thread_exit_key, value);
+}
+
+uint32_t hm_os_thread_id(void)
+{
+  return (uint32_t)syscall(SYS_gettid);
+}
+
+bool hm_os_thread_alive(uint32_t id)
+{
+  /* Signal 0 checks without sending; ESRCH: no such thread in the process
+   * (a thread that has exited is reaped at once). */
+  int saved = errno;
+  bool alive = syscall(SYS_tgkill, getpid(), (pid_t)id, 0) == 0 || errno != ESRCH;
+  errno = saved;
+  return alive;
 }
 
 void hm_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))

@@ -127,6 +127,30 @@ static void realloc_interior(void *arg)
   (void)q;
 }
 
+/* Smaller, and by less than half: realloc would keep the block where it
+ * is, and hand out a block that the next malloc of its class returns too. */
+static void realloc_freed_small(void *arg)
+{
+  (void)arg;
+  void *p = malloc(64);
+  free(p);
+  void *q = realloc(tu_record(p), 40);
+  (void)q;
+}
+
+/* The freed run waits in the thread's cache: resized in place, it would
+ * be handed out twice. */
+static void realloc_freed_large(void *arg)
+{
+  (void)arg;
+  void *p = malloc(1 << 20);
+  void *keep = malloc(1 << 20);
+  free(p);
+  void *q = realloc(tu_record(p), 512 << 10);
+  (void)q;
+  free(keep);
+}
+
 static void usable_size_invalid(void *arg)
 {
   (void)arg;
@@ -162,6 +186,10 @@ static const struct tu_death_case cases[] = {
     {"16 MiB block freed twice", double_free_huge, {DOUBLE_FREE, INVALID("free")}},
     {"realloc of a stack address", realloc_invalid, {INVALID("realloc")}},
     {"realloc of a small block + 32", realloc_interior, {INVALID("realloc")}},
+    {"realloc of a freed small block to a smaller size",
+     realloc_freed_small,
+     {"hmalloc: realloc(): double free 0x"}},
+    {"realloc of a freed 1 MiB block", realloc_freed_large, {"hmalloc: realloc(): double free 0x"}},
     {"malloc_usable_size of a block + 48", usable_size_invalid, {INVALID("malloc_usable_size")}},
     {"free_sized with a size larger than the block",
      free_sized_too_big,

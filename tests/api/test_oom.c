@@ -4,9 +4,11 @@
  * address space limited to what the child uses + 256 MiB. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -111,6 +113,104 @@ static void small_then_large(void *arg)
   expect_malloc_works(64, "after exhausting and freeing 1 MiB blocks");
 }
 
+/* Every NULL that an allocation failure returns says ENOMEM: small
+ * blocks of many classes, each allocated until it fails several times in
+ * a row (later failures take other paths: no span, no region, a heap's
+ * partial spans), then of every class again after a few frees. */
+static void errno_on_every_null(void *arg)
+{
+  (void)arg;
+  limit_address_space();
+  static const size_t sizes[] = {16, 48, 100, 256, 1000, 3000, 12000, 40000, 128 * KiB};
+  void *head = NULL;
+  size_t nulls = 0;
+  for (int round = 0; round < 2; round++)
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+      for (size_t failed = 0, n = 0; failed < 16 && n < (4 * HEADROOM) / 16; n++) {
+        errno = 0;
+        void **p = malloc(sizes[i]);
+        if (p == NULL) {
+          int e = errno;
+          CHECK(e == ENOMEM, "malloc(%zu) returned NULL with errno %d (%s), expected ENOMEM",
+                sizes[i], e, strerror(e));
+          failed++;
+          nulls++;
+          continue;
+        }
+        *p = head;
+        head = p;
+      }
+  CHECK(nulls > 0, "no allocation failed under a limit of +256 MiB");
+  free_all(head);
+}
+
+/* Memory freed back to hmalloc serves the next allocation at once, even a
+ * huge one that needs a mapping of its own: hmalloc gives back what it
+ * keeps (empty regions, cached runs and mappings) when the OS refuses. */
+static void fill_free_then_huge(void *arg)
+{
+  size_t size = *(size_t *)arg;
+  limit_address_space();
+  size_t count;
+  free_all(exhaust(size, &count));
+  expect_malloc_works(16 * MiB, "right after freeing everything");
+}
+
+/* Threads started before the limit, whose first malloc comes once memory
+ * is exhausted: each must get a block or NULL with ENOMEM, never an abort
+ * (the first read section of a thread used to register it with liburcu,
+ * whose registry grows with a mapping and aborts when it cannot). */
+#define LATE_THREADS 100
+
+static pthread_barrier_t late_start;
+
+static void *late_thread(void *arg)
+{
+  int *err = arg;
+  pthread_barrier_wait(&late_start);
+  errno = 0;
+  void *p = malloc(64);
+  *err = p == NULL ? errno : 0;
+  free(p);
+  pthread_barrier_wait(&late_start); /* all of them alive at once */
+  return NULL;
+}
+
+static void late_first_malloc(void *arg)
+{
+  (void)arg;
+  static pthread_t threads[LATE_THREADS];
+  static int errs[LATE_THREADS];
+  pthread_attr_t attr;
+  CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64 * KiB) == 0,
+        "pthread_attr failed");
+  CHECK(pthread_barrier_init(&late_start, NULL, LATE_THREADS + 1) == 0, "barrier failed");
+  for (size_t i = 0; i < LATE_THREADS; i++)
+    CHECK(pthread_create(&threads[i], &attr, late_thread, &errs[i]) == 0, "pthread_create failed");
+  limit_address_space();
+  size_t count;
+  void *blocks = exhaust(64, &count);
+  void *more = exhaust(16 * KiB, &count); /* every span class's last room, too */
+  /* And the last pages of address space, which a granule no longer fits. */
+  size_t pages = 0;
+  while (mmap(NULL, 4 * KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
+         MAP_FAILED)
+    pages++;
+  fprintf(stderr, "the last %zu pages of address space mapped\n", pages);
+  pthread_barrier_wait(&late_start);
+  pthread_barrier_wait(&late_start);
+  size_t nulls = 0;
+  for (size_t i = 0; i < LATE_THREADS; i++) {
+    CHECK(pthread_join(threads[i], NULL) == 0, "pthread_join failed");
+    CHECK(errs[i] == 0 || errs[i] == ENOMEM, "a late thread's malloc failed with errno %d (%s)",
+          errs[i], strerror(errs[i]));
+    nulls += errs[i] != 0;
+  }
+  fprintf(stderr, "%zu of %d late threads got NULL\n", nulls, LATE_THREADS);
+  free_all(more);
+  free_all(blocks);
+}
+
 static bool run_phase(const char *name, void (*body)(void *), void *arg)
 {
   static struct tu_child r;
@@ -131,5 +231,9 @@ int main(void)
   ok &= run_phase("1 MiB blocks", exhaust_and_recover, &large);
   ok &= run_phase("16 MiB blocks", exhaust_and_recover, &huge);
   ok &= run_phase("64-byte blocks, then 1 MiB blocks", small_then_large, NULL);
+  ok &= run_phase("errno on every NULL", errno_on_every_null, NULL);
+  ok &= run_phase("a thread's first malloc once memory is exhausted", late_first_malloc, NULL);
+  ok &= run_phase("64-byte blocks freed, then 16 MiB", fill_free_then_huge, &small);
+  ok &= run_phase("1 MiB blocks freed, then 16 MiB", fill_free_then_huge, &large);
   return ok ? 0 : 1;
 }
