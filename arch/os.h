@@ -42,7 +42,8 @@ void hm_os_set_address_limit(uintptr_t limit);
 /* For tests, fault injection: the nth call from now of the kinds chosen
  * fails as the OS would refuse it (reserve: NULL with ENOMEM; commit:
  * false; purge: the pages stay as they were, not zeroed; release: the
- * mapping stays; bind: an error). n 0 disarms. Counts over all threads. */
+ * mapping stays; bind: an error), and with from_then_on every later one
+ * too, as when memory is exhausted. n 0 disarms. Counts over all threads. */
 enum {
   HM_FAULT_RESERVE = 1,
   HM_FAULT_COMMIT = 2,
@@ -51,7 +52,7 @@ enum {
   HM_FAULT_BIND = 16,
   HM_FAULT_ALL = 31
 };
-void hm_os_fail_after(unsigned kinds, uint64_t n);
+void hm_os_fail_after(unsigned kinds, uint64_t n, bool from_then_on);
 /* Calls failed that way so far. */
 uint64_t hm_os_faults_fired(void);
 void hm_os_release(void *p, size_t size);

@@ -122,7 +122,11 @@ bool hm_os_commit(void *p, size_t size)
 {
   (void)p;
   (void)size;
-  return !hm_os_fault(HM_FAULT_COMMIT);
+  /* Linux commits on first touch: only an injected fault refuses. */
+  if (!hm_os_fault(HM_FAULT_COMMIT))
+    return true;
+  atomic_fetch_add_explicit(&refusals, 1, memory_order_relaxed);
+  return false;
 }
 
 void hm_os_decommit(void *p, size_t size)

@@ -1,7 +1,7 @@
 /* Fault injection sweep (arch/os.h, hm_os_fail_after): for n = 1, 2, ...,
  * the nth OS call of a fixed workload fails (reserve, commit, purge,
- * release or bind, as the OS would refuse it), until n passes the number
- * of calls the workload makes. Each time: every allocation either succeeds
+ * release or bind, as the OS would refuse it), once or from then on,
+ * until n passes the number of calls the workload makes. Each time: every allocation either succeeds
  * with intact contents or returns NULL with errno ENOMEM; calloc's blocks
  * read as zeros; nothing crashes; and once the fault is spent the
  * allocator serves every kind of block again. The workload: small, large
@@ -121,16 +121,16 @@ static unsigned workload(void)
   return r.nulls;
 }
 
-/* Fails the nth call of `kind`, n = 1, 2, ... until the workload makes
- * fewer; prints what the failures gave. */
-static void sweep(unsigned kind, const char *name)
+/* Fails the nth call of `kind` (and with from_then_on every later one),
+ * n = 1, 2, ... until the workload makes fewer; prints what that gave. */
+static void sweep(unsigned kind, const char *name, bool from_then_on)
 {
   unsigned n, nulls = 0, rounds_with_null = 0;
   for (n = 1; n <= MAX_N; n++) {
     uint64_t fired = hm_os_faults_fired();
-    hm_os_fail_after(kind, n);
+    hm_os_fail_after(kind, n, from_then_on);
     unsigned round_nulls = workload();
-    hm_os_fail_after(0, 0);
+    hm_os_fail_after(0, 0, false);
     nulls += round_nulls;
     rounds_with_null += round_nulls != 0;
     CHECK(workload() == 0, "%s, n = %u: allocations still fail once the fault is spent", name, n);
@@ -138,18 +138,24 @@ static void sweep(unsigned kind, const char *name)
       break; /* the workload makes fewer than n such calls */
   }
   CHECK(n <= MAX_N, "%s: the sweep did not end", name);
-  printf("test_faults: %-7s %3u failure points: %u gave NULL with ENOMEM (%u NULLs), %u were "
-         "absorbed; no corruption, recovered every time\n",
-         name, n - 1, rounds_with_null, nulls, n - 1 - rounds_with_null);
+  printf("test_faults: %-7s %-14s %3u failure points: %u gave NULL with ENOMEM (%u NULLs), %u "
+         "were absorbed; no corruption, recovered every time\n",
+         name, from_then_on ? "from then on" : "once", n - 1, rounds_with_null, nulls,
+         n - 1 - rounds_with_null);
 }
 
 int main(void)
 {
   workload(); /* start-up's own calls out of the way */
-  sweep(HM_FAULT_RESERVE, "reserve");
-  sweep(HM_FAULT_COMMIT, "commit");
-  sweep(HM_FAULT_PURGE, "purge");
-  sweep(HM_FAULT_RELEASE, "release");
-  sweep(HM_FAULT_BIND, "bind");
+  static const struct {
+    unsigned kind;
+    const char *name;
+  } kinds[] = {{HM_FAULT_RESERVE, "reserve"}, {HM_FAULT_COMMIT, "commit"},
+               {HM_FAULT_PURGE, "purge"},     {HM_FAULT_RELEASE, "release"},
+               {HM_FAULT_BIND, "bind"},       {HM_FAULT_ALL, "any"}};
+  for (unsigned i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    sweep(kinds[i].kind, kinds[i].name, false);
+    sweep(kinds[i].kind, kinds[i].name, true);
+  }
   return 0;
 }
