@@ -74,5 +74,13 @@ void *tu_record(void *p);
 /* Runs each case in a child (no core files), prints "ok" or "FAIL" and
  * the reason per case; returns the number of cases that failed. */
 int tu_run_death_cases(const struct tu_death_case *cases, size_t n);
+/* A death test's exit status when the function it calls is not in the
+ * C library it runs on (free_sized before glibc 2.38). */
+#define TU_UNAVAILABLE 77
+
+/* Runs each case the same way and prints a table row per case: what the
+ * allocator linked did (its one line, a signal, or nothing), for README's
+ * table of misuses; asserts nothing. */
+void tu_report_death_cases(const struct tu_death_case *cases, size_t n);
 
 #endif
