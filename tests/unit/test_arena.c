@@ -350,7 +350,7 @@ static void check_span_formatted(hm_span *s, unsigned cls)
         s->kind, (void *)s->arena);
   CHECK(s->granules == hm_class_granules[cls], "span %p of class %u: %u granules, expected %u",
         (void *)s, cls, s->granules, hm_class_granules[cls]);
-  CHECK(s->blocks == (uint8_t *)s + HM_HEADER_SIZE, "span %p: blocks at %p", (void *)s,
+  CHECK(s->blocks == (uint8_t *)s + hm_class_offset(s->block_size), "span %p: blocks at %p", (void *)s,
         (void *)s->blocks);
   CHECK(atomic_load(&s->state) == HM_SPAN_OWNED && atomic_load(&s->owner) == 0,
         "span %p: state %u owner %p", (void *)s, atomic_load(&s->state),

@@ -85,7 +85,7 @@ static void check_span_geometry(void)
           c, cap);
     /* size_class.c: spans hold at least 8 blocks where 16 granules allow. */
     CHECK(cap >= 8 || granules == 16, "class %u: %u blocks in %zu granules", c, cap, granules);
-    CHECK(granules == 1 || (granules / 2 * HM_GRANULE - HM_HEADER_SIZE) / size < 8,
+    CHECK(granules == 1 || (granules / 2 * HM_GRANULE - offset) / size < 8,
           "class %u: %zu granules where half would hold 8 blocks", c, granules);
   }
   UNIT_PASS("spans of every class hold header + capacity blocks, capacity >= 1");
