@@ -36,12 +36,28 @@ typedef struct hm_huge_cache {
 
 struct hm_arena;
 
+/* The granules of a huge mapping for a block of `granules`: whole huge
+ * pages (2 MiB on x86_64), so that hm_huge_cache_fill moves pages between
+ * mappings a page table at a time (moving them one by one, the first
+ * touch of each costs about as much as a page fault under a hypervisor
+ * with shadow page tables). */
+static inline size_t hm_huge_granules(size_t granules)
+{
+  size_t unit = hm_os_huge_page_size() / HM_GRANULE;
+  return unit > 1 ? hm_align_up(granules, unit) : granules;
+}
+
 /* Caches a freed huge block of arena `a`; false: the caller unmaps it. */
 bool hm_huge_cache_put(struct hm_arena *a, hm_span *s);
-/* A cached mapping of `granules` granules up to twice that, or NULL. The
- * caller formats the header anew; s->zeroed tells whether it reads as zeros
- * past the header. */
+/* A cached mapping of `granules` granules up to a quarter more, or NULL.
+ * The caller formats the header anew; s->zeroed tells whether it reads as
+ * zeros past the header. */
 hm_span *hm_huge_cache_take(struct hm_arena *a, size_t granules);
+/* Moves resident pages of cached mappings into the first of the `granules`
+ * granules of `to`, a new mapping (whole mappings, or the tails of bigger
+ * ones), as far as the cache has them; whether it moved any (then `to`
+ * does not read as zeros). The page map marks where each piece starts. */
+bool hm_huge_cache_fill(struct hm_arena *a, hm_span *to, size_t granules);
 /* The purge pass's share: purges and unmaps what aged (with `all`,
  * unmaps everything), within out->limit; adds the bytes still cached and
  * resident to out->idle. */
