@@ -334,7 +334,7 @@ static void huge_decays(void)
 static void huge_bounded(void)
 {
   hm_trim();
-  enum { N = 12 };
+  enum { N = 32 }; /* 320 MiB of mappings: past the bound */
   char *blocks[N];
   for (int i = 0; i < N; i++)
     blocks[i] = hm_malloc(8 * MiB);
