@@ -196,7 +196,10 @@ bool hm_huge_cache_fill(hm_arena *a, hm_span *to, size_t granules)
 {
   hm_huge_cache *c = &a->huge_cache;
   size_t done = 0;
-  while (done < granules && atomic_load_explicit(&c->bytes, memory_order_relaxed) != 0) {
+  /* A few pieces at most: each is a mapping of the OS while the block lives. */
+  for (int pieces = 0; pieces < HM_HUGE_FILL_PIECES && done < granules &&
+                       atomic_load_explicit(&c->bytes, memory_order_relaxed) != 0;
+       pieces++) {
     uint8_t *at = (uint8_t *)to + done * HM_GRANULE;
     /* Every piece but the first is marked, before it moves in. */
     if (done > 0 && !hm_pagemap_set(to, at, 1))
@@ -214,12 +217,10 @@ bool hm_huge_cache_fill(hm_arena *a, hm_span *to, size_t granules)
     if (whole)
       hm_pagemap_clear(s, 1);
     if (!hm_os_remap(from, moved * HM_GRANULE, at, moved * HM_GRANULE)) {
-      /* Not one mapping of the OS (a block that realloc moved), or out of
-       * the OS's mapping slots: gone. */
+      /* Not one mapping of the OS (a piece whose mark was lost), or out
+       * of the OS's mapping slots: gone. */
       if (done > 0)
         hm_pagemap_clear(at, 1);
-      if (whole)
-        hm_pagemap_set(s, s, 1); /* the leaf is there: cannot fail */
       hm_large_unmap(s);
       continue;
     }

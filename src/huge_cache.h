@@ -36,6 +36,8 @@
 #define HM_HUGE_CACHE_MIN_BYTES ((size_t)256 << 20)
 #endif
 #define HM_HUGE_CACHE_UNMAP_PASSES 8
+/* Cached mappings moved into one new huge block at most. */
+#define HM_HUGE_FILL_PIECES 8
 
 typedef struct hm_huge_cache {
   _Atomic uintptr_t slots[HM_HUGE_CACHE_SLOTS]; /* mapping | granules, or 0 */
