@@ -88,9 +88,8 @@ void hm_free_slow(void *p, const char *func)
   hm_heap *h = hm_heap_thread(); /* once per thread that only frees */
   hm_span *s = header_of(p, func);
   if (s->kind != HM_KIND_SMALL) {
-    /* A run kept in the thread's cache is a fast path: no purge clock. */
-    if (!hm_large_free(h, s, p, func))
-      hm_purge_tick();
+    hm_large_free(h, s, p, func);
+    hm_purge_tick();
     return;
   }
   hm_heap_free_block(h, s, small_block_of(s, p, func), p, func);

@@ -174,7 +174,7 @@ static bool cacheable(const hm_heap *h, const hm_span *s)
          atomic_load_explicit(&s->owner, memory_order_relaxed) == 0 && !hm_purge_at_once();
 }
 
-bool hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
+void hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
 {
   /* Only a freed large run leaves its header in the page map; purged, the
    * header reads as zeros. */
@@ -189,11 +189,11 @@ bool hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
     count_cached(h, s, -1);
     hm_run_cache_age(&h->runs);
     if (hm_run_cache_put(&h->runs, s))
-      return true;
+      return;
     hm_gate_enter();
     hm_large_release_cached(s); /* past the cache's bound */
     hm_gate_exit();
-    return false;
+    return;
   }
   hm_gate_enter();
   hm_stats_count_direct_free(hm_large_usable(s));
@@ -206,7 +206,6 @@ bool hm_large_free(hm_heap *h, hm_span *s, const void *p, const char *func)
   else
     hm_large_release(s);
   hm_gate_exit();
-  return false;
 }
 
 void hm_large_release(hm_span *s)

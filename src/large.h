@@ -15,10 +15,9 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key);
  * of freed runs; NULL if none fits. Its memory is not zeroed. */
 void *hm_large_alloc_cached(struct hm_heap *h, size_t size);
 /* Checks and frees a large or huge block, freed by the thread of heap `h`:
- * into that heap's run cache if it fits (then true: nothing shared
- * changed), else a private heap's goes on its heap's large-free list, the
- * others back to the arena or the OS. */
-bool hm_large_free(struct hm_heap *h, hm_span *s, const void *p, const char *func);
+ * into that heap's run cache if it fits, else a private heap's goes
+ * on its heap's large-free list, the others back to the arena or the OS. */
+void hm_large_free(struct hm_heap *h, hm_span *s, const void *p, const char *func);
 /* Gives a freed block's memory back (a huge one to its arena's cache if
  * it fits). */
 void hm_large_release(hm_span *s);
