@@ -151,18 +151,23 @@ void *hm_large_alloc(size_t size, size_t align, uint64_t *old_key)
         hm_arena_free_run(s, needed);
     }
   } else {
-    size_t bytes = granules_for(huge_offset(align) + size) * HM_GRANULE;
-    hm_span *s = align < HM_GRANULE ? hm_huge_cache_take(a, granules) : NULL;
+    bool cached = align < HM_GRANULE;
+    /* (Cached mappings are whole huge pages: hm_huge_granules.) */
+    granules = cached ? hm_huge_granules(granules) : granules_for(huge_offset(align) + size);
+    size_t bytes = granules * HM_GRANULE;
+    hm_span *s = cached ? hm_huge_cache_take(a, granules) : NULL;
     if (s != NULL) {
       zeroed = s->zeroed;
-      bytes = s->size; /* up to twice what was asked */
-    } else {
-      s = huge_map(a, bytes, align);
+      bytes = s->size; /* up to a quarter more than asked */
+    } else if ((s = huge_map(a, bytes, align)) != NULL && cached) {
+      /* Resident pages moved in from cached mappings save faulting in
+       * fresh ones. */
+      zeroed = !hm_huge_cache_fill(a, s, granules);
     }
     if (s != NULL) {
       p = finish(s, a, HM_KIND_HUGE, bytes, align);
       if (p == NULL)
-        hm_os_release(s, bytes);
+        hm_large_unmap(s);
     }
   }
   if (p == NULL)
@@ -240,7 +245,8 @@ void hm_large_release_cached(hm_span *s)
 
 void hm_large_unmap(hm_span *s)
 {
-  hm_pagemap_clear(s, mapped_granules(s));
+  /* Every granule: the pieces' marks of a mapping made of pieces too. */
+  hm_pagemap_clear(s, s->granules);
   hm_os_release(s, s->size);
 }
 
@@ -276,8 +282,10 @@ static hm_span *huge_move(hm_span *s, size_t bytes)
     hm_os_release(to, bytes);
     return NULL;
   }
-  hm_pagemap_clear(s, marked);
+  hm_pagemap_clear(s, s->granules); /* and the pieces' marks, if any */
   if (!hm_os_remap(s, s->size, to, bytes)) {
+    /* (Pieces' marks are lost: once freed, the block's pieces are cached
+     * as one mapping, which fails to move and is unmapped.) */
     hm_pagemap_set(s, s, marked); /* its leaf is there: cannot fail */
     hm_pagemap_clear(to, marked);
     hm_os_release(to, bytes);
@@ -299,6 +307,7 @@ void *hm_large_resize(hm_span *s, size_t size)
   size_t old_usable = hm_large_usable(s);
   if (s->kind == HM_KIND_HUGE) {
     if (needed < have) {
+      hm_pagemap_clear((uint8_t *)s + needed * HM_GRANULE, have - needed); /* pieces' marks */
       hm_os_release((uint8_t *)s + needed * HM_GRANULE, (have - needed) * HM_GRANULE);
     } else if (!hm_os_resize(s, s->size, needed * HM_GRANULE)) {
       hm_span *moved = huge_move(s, needed * HM_GRANULE);

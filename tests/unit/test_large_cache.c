@@ -229,20 +229,31 @@ static void huge_reused(void)
   CHECK(all_zero(z, 15 * MiB), "calloc of a reused mapping is not zeroed");
   memset(r, 0x21, 14 * MiB);
   hm_free(r);
-  char *half = hm_malloc(8 * MiB); /* up to twice the size is reused */
-  CHECK(half == r, "an 8 MiB block did not reuse the cached 14 MiB mapping");
-  char *mapping = (char *)hm_pagemap_header(half);
-  size_t spare = resident_bytes(mapping + 9 * MiB, 5 * MiB);
-  CHECK(spare == 0, "%zu bytes of the reused mapping's spare tail still resident", spare);
-  hm_free(half);
-  char *small = hm_malloc(6 * MiB); /* less than half of it: a new mapping */
-  CHECK(small != half, "a 6 MiB block reused a 14 MiB mapping");
-  hm_free(small);
+  size_t cached = huge_cached();
+  char *half = hm_malloc(8 * MiB); /* a new mapping: the cached one's tail moves into it */
+  CHECK(half != NULL && half != r, "an 8 MiB block got %p (the cached mapping is %p)",
+        (void *)half, (void *)r);
+  size_t moved = cached - huge_cached();
+  CHECK(moved >= 8 * MiB && moved < cached, "%zu of the %zu cached bytes moved into an 8 MiB block",
+        moved, cached);
+  CHECK(resident_bytes(hm_pagemap_header(half), 8 * MiB) == 8 * MiB,
+        "the 8 MiB block's pages are not resident");
+  CHECK(half[0] == 0x21 && half[4 * MiB] == 0x21, "the moved pages are not the cached ones");
+  memset(half, 0x43, 8 * MiB);
+  CHECK(r[0] == 0x21, "the cached mapping's head changed");
+  hm_free(half); /* cached: its 8 MiB written, r's 6 MiB head */
+  char *big = hm_malloc(12 * MiB); /* more than any cached mapping: made of them */
+  CHECK(big != NULL, "malloc(12 MiB) failed");
+  size_t resident = resident_bytes(hm_pagemap_header(big), 12 * MiB + HM_HEADER_SIZE);
+  /* half's mapping, 8 MiB of it written, then r's head */
+  CHECK(resident >= 10 * MiB, "only %zu bytes of the 12 MiB block are resident", resident);
+  memset(big, 0x65, 12 * MiB);
+  hm_free(big);
   hm_free(z);
   hm_trim();
   CHECK(huge_cached() == 0, "trim left %zu bytes of huge mappings", huge_cached());
-  UNIT_PASS("a freed huge mapping is reused up to twice the size, its spare purged; calloc "
-            "reads zeros");
+  UNIT_PASS("a freed huge mapping is reused up to a quarter bigger, else its resident pages "
+            "move into new mappings; calloc reads zeros");
 }
 
 /* The THPeligible field of the mapping at p in /proc/self/smaps: 1 when
@@ -323,7 +334,7 @@ static void huge_decays(void)
 static void huge_bounded(void)
 {
   hm_trim();
-  enum { N = 12 };
+  enum { N = 32 }; /* 320 MiB of mappings: past the bound */
   char *blocks[N];
   for (int i = 0; i < N; i++)
     blocks[i] = hm_malloc(8 * MiB);
