@@ -10,9 +10,9 @@
 #     --threads 1,2,8,32    thread counts of the threaded workloads (their
 #                           defaults otherwise; counts below a workload's
 #                           minimum are skipped)
-#     (no option)           the representative subset, 3 runs: chosen to take
-#                           about 5 minutes on 2 quiet cores (13 minutes
-#                           measured at load average 12-52)
+#     (no option)           the representative subset, 3 runs: about 8
+#                           minutes (estimated from per-run times at load
+#                           average 12-52)
 #     --full                every family, at 1 to 64 threads on the cross-thread
 #                           ones, redis and every micro-benchmark, 5 runs
 #                           (about 40 minutes on 2 quiet cores, estimated)
@@ -80,8 +80,9 @@ declare -A allocator_package=([glibc]=libc6 [jemalloc]=libjemalloc2
 # the default run is the representative subset (3 runs): fast path,
 # cross-thread at 2 and 32 threads, server-like requests, latency, large
 # blocks, and memory return (the timeline; burst's peak and idle RSS are in
-# --quick and --full). It took 7-8 minutes on the 2 loaded cores here (large
-# and the timeline are half of it); --full takes ~40. --threads 1,2,8,32 runs every count on
+# --quick and --full): about 8 minutes, estimated from the per-run times of
+# bench/report/issue9/default on the 2 loaded cores here (large and the
+# timeline are half of it); --full takes ~40. --threads 1,2,8,32 runs every count on
 # every threaded family chosen (their minimum allowing). The counts of
 # atomic instructions per call are bench/atomics.sh's.
 families_table="
