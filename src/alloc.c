@@ -11,7 +11,9 @@
 #include "large.h"
 #include "purge.h"
 
-static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
+/* (Not inlined: its frame would cost the small slow path.) */
+__attribute__((noinline)) static void *alloc_large(hm_heap *h, size_t size, size_t align,
+                                                   uint64_t *old_key)
 {
   /* The process must be set up before the first block of any kind, and the
    * gate is the thread's. */
@@ -33,7 +35,7 @@ static void *alloc_large(hm_heap *h, size_t size, size_t align, uint64_t *old_ke
   }
   hm_gate_exit();
   hm_purge_tick();
-  return p;
+  return p != NULL ? p : hm_alloc_failed(h, size, align, old_key);
 }
 
 static void *alloc_any(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
@@ -53,20 +55,26 @@ static bool may_give_back(void)
                                    : h->kind != HM_HEAP_STARTING;
 }
 
-/* An allocation the OS refused memory for (address space or mappings
- * exhausted) is tried once more after hmalloc gave back all it keeps idle:
- * empty spans and regions, cached runs and mappings. That waits for a
- * grace period: only on this failure path. Every NULL says ENOMEM, whatever
- * ran after the failure. */
-static void *alloc_or_give_back(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
+/* An allocation that found no memory. If the OS refused some (address
+ * space or mappings exhausted) since hmalloc last gave back, it gives back
+ * all it keeps idle (empty spans and regions, cached runs and mappings:
+ * that waits for a grace period, only on this failure path) and tries
+ * once more. Called at the failure sites, so that the paths that succeed
+ * pay nothing for it. Every NULL says ENOMEM, whatever ran after the
+ * failure. */
+void *hm_alloc_failed(hm_heap *h, size_t size, size_t align, uint64_t *old_key)
 {
+  static _Atomic uint32_t given_back_at; /* hm_os_refusals() then */
+  static __thread bool retrying;
+  void *p = NULL;
   uint32_t refusals = hm_os_refusals();
-  void *p = alloc_any(h, size, align, old_key);
-  if (hm_likely(p != NULL))
-    return p;
-  if (hm_os_refusals() != refusals && may_give_back()) {
+  if (!retrying && refusals != atomic_load_explicit(&given_back_at, memory_order_relaxed) &&
+      may_give_back()) {
+    atomic_store_explicit(&given_back_at, refusals, memory_order_relaxed);
+    retrying = true;
     hm_purge_trim();
     p = alloc_any(h, size, align, old_key);
+    retrying = false;
   }
   if (p == NULL)
     errno = ENOMEM;
@@ -75,7 +83,7 @@ static void *alloc_or_give_back(hm_heap *h, size_t size, size_t align, uint64_t 
 
 void *hm_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
 {
-  return alloc_or_give_back(h, size, HM_MIN_ALIGN, old_key);
+  return alloc_any(h, size, HM_MIN_ALIGN, old_key);
 }
 
 __attribute__((noinline)) void *hm_malloc_slow(size_t size)
@@ -170,7 +178,7 @@ static void *alloc_aligned(hm_heap *h, size_t align, size_t size)
   if (align <= HM_CLASS_ALIGN_MAX && rounded <= HM_SMALL_MAX)
     return alloc_in(h, rounded);
   uint64_t old_key;
-  return alloc_or_give_back(h, size, align, &old_key);
+  return alloc_any(h, size, align, &old_key);
 }
 
 void *hm_malloc(size_t size)

@@ -612,10 +612,8 @@ void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key)
       hm_tls_cur = hot;
     }
   }
-  if (b == NULL) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (b == NULL)
+    return hm_alloc_failed(h, size, HM_MIN_ALIGN, old_key);
   *old_key = b->key;
   b->key = 0;
   /* Last: the heap is consistent again, and a purge pass (or starting the

@@ -156,6 +156,10 @@ static inline bool hm_heap_is_private(const hm_heap *h)
 /* A small block from heap `h` when the fast path found none; *old_key
  * receives what the block's key word held. */
 void *hm_heap_alloc_slow(hm_heap *h, size_t size, uint64_t *old_key);
+/* (alloc.c) Where an allocation found no memory: gives back what hmalloc
+ * keeps and tries once more if the OS refused memory since the last time;
+ * else NULL with ENOMEM. */
+void *hm_alloc_failed(hm_heap *h, size_t size, size_t align, uint64_t *old_key);
 /* A trim: the calling thread's heap lets go of its unused spans at once,
  * the other threads' at their next slow path. */
 void hm_heap_trim(void);

@@ -15,24 +15,10 @@
  * block may leave behind (a cached mapping, a leaf or two) is far less. */
 #define LEFT_BEHIND_MAX (32 * MiB)
 
-static size_t vm_size(void)
-{
-  FILE *f = fopen("/proc/self/status", "r");
-  CHECK(f != NULL, "cannot open /proc/self/status");
-  char line[256];
-  size_t kib = 0;
-  while (fgets(line, sizeof line, f) != NULL)
-    if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
-      break;
-  fclose(f);
-  CHECK(kib != 0, "no VmSize in /proc/self/status");
-  return kib * 1024;
-}
-
 static void aligned_then_freed(unsigned shift)
 {
   size_t align = (size_t)1 << shift;
-  size_t before = vm_size();
+  size_t before = tu_vm_size();
   char *p = aligned_alloc(tu_opaque_size(align), 64);
   CHECK(p != NULL, "aligned_alloc(2^%u, 64) failed", shift);
   CHECK(tu_aligned(p, align), "aligned_alloc(2^%u, 64) = %p, not aligned", shift, (void *)p);
@@ -40,7 +26,7 @@ static void aligned_then_freed(unsigned shift)
         malloc_usable_size(p));
   memset(p, 0x5a, 64);
   free(p);
-  size_t after = vm_size();
+  size_t after = tu_vm_size();
   size_t grown = after > before ? after - before : 0;
   printf("aligned_alloc(2^%u, 64) then free: VmSize %zu -> %zu KiB\n", shift, before >> 10,
          after >> 10);

@@ -18,23 +18,9 @@
 #define MiB (KiB * 1024)
 #define HEADROOM (256 * MiB)
 
-static size_t vm_size(void)
-{
-  FILE *f = fopen("/proc/self/status", "r");
-  CHECK(f != NULL, "cannot open /proc/self/status");
-  char line[256];
-  size_t kib = 0;
-  while (fgets(line, sizeof line, f) != NULL)
-    if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
-      break;
-  fclose(f);
-  CHECK(kib != 0, "no VmSize in /proc/self/status");
-  return kib * KiB;
-}
-
 static void limit_address_space(void)
 {
-  size_t limit = vm_size() + HEADROOM;
+  size_t limit = tu_vm_size() + HEADROOM;
   struct rlimit rl = {limit, limit};
   CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit(RLIMIT_AS, %zu) failed", limit);
 }

@@ -148,14 +148,20 @@ static const char *judge(const struct tu_death_case *c, const struct tu_child *r
   return NULL;
 }
 
-int tu_run_death_cases(const struct tu_death_case *cases, size_t n)
+/* Before the cases: the children abort on purpose (no core files) and
+ * record their pointer in memory shared with the parent. */
+static void death_setup(void)
 {
-  /* The children abort on purpose: no core files. */
   struct rlimit no_core = {0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
   recorded =
       mmap(NULL, sizeof *recorded, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   CHECK(recorded != MAP_FAILED, "mmap failed");
+}
+
+int tu_run_death_cases(const struct tu_death_case *cases, size_t n)
+{
+  death_setup();
   setvbuf(stdout, NULL, _IOLBF, 0);
   int failures = 0;
   for (size_t i = 0; i < n; i++) {
@@ -178,11 +184,7 @@ int tu_run_death_cases(const struct tu_death_case *cases, size_t n)
 
 void tu_report_death_cases(const struct tu_death_case *cases, size_t n)
 {
-  struct rlimit no_core = {0, 0};
-  setrlimit(RLIMIT_CORE, &no_core);
-  recorded =
-      mmap(NULL, sizeof *recorded, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  CHECK(recorded != MAP_FAILED, "mmap failed");
+  death_setup();
   for (size_t i = 0; i < n; i++) {
     static struct tu_child r;
     tu_run_child(cases[i].body, NULL, 20, &r);
@@ -201,4 +203,18 @@ void tu_report_death_cases(const struct tu_death_case *cases, size_t n)
       printf("| %s | %s: `%s` |\n", cases[i].name,
              tu_describe_status(r.status, status, sizeof status), line);
   }
+}
+
+size_t tu_vm_size(void)
+{
+  FILE *f = fopen("/proc/self/status", "r");
+  CHECK(f != NULL, "cannot open /proc/self/status");
+  char line[256];
+  size_t kib = 0;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
+      break;
+  fclose(f);
+  CHECK(kib != 0, "no VmSize in /proc/self/status");
+  return kib * 1024;
 }

@@ -17,6 +17,8 @@
 /* Fills n bytes with a pattern that depends on the position and the seed,
  * so a block that moved, overlaps another or lost its tail is noticed. */
 void tu_fill(void *p, size_t n, uint8_t seed);
+/* The process's mapped address space (VmSize), in bytes. */
+size_t tu_vm_size(void);
 /* Whether p holds tu_fill's pattern over n bytes. */
 bool tu_holds(const void *p, size_t n, uint8_t seed);
 /* Whether n bytes are zero: all_zero, from test_common.h. */
