@@ -50,9 +50,15 @@ void hm_process_init(void)
   int expected = INIT_NONE;
   if (!atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
     /* Another thread is starting the process: the once-per-process wait
-     * DESIGN.md allows. */
-    while (atomic_load_explicit(&init_state, memory_order_acquire) != INIT_DONE)
-      hm_cpu_pause();
+     * DESIGN.md allows. It yields after a while: many threads spinning on
+     * two cores kept the starting thread off them (under ThreadSanitizer,
+     * whose atomics lock, 48 such threads stalled a test for 10 minutes). */
+    for (unsigned spins = 0; atomic_load_explicit(&init_state, memory_order_acquire) != INIT_DONE;
+         spins++)
+      if (spins < 128)
+        hm_cpu_pause();
+      else
+        hm_os_yield();
     return;
   }
   /* First what re-entrant allocations need (the key and the class table),
