@@ -98,17 +98,16 @@ static void *alloc_in(hm_heap *h, size_t size)
   return hm_alloc_block(h, size, &old_key);
 }
 
-/* The block that starts at `p`, aborting unless hmalloc handed `p` out
+/* Aborts unless hmalloc handed `p` out from small span `s`: a block start
  * (small blocks, aligned ones included, are only ever handed out at their
  * start: size_class.h). */
-static hm_block *small_block_of(hm_span *s, const void *p, const char *func)
+static void check_small_block(hm_span *s, const void *p, const char *func)
 {
   const uint8_t *q = p;
   size_t off = (size_t)(q - s->blocks);
   if (q < s->blocks || off >= atomic_load_explicit(&s->carved, memory_order_relaxed) ||
       off * s->divisor >= s->divisor)
     hm_fatal(func, "invalid pointer", p);
-  return (hm_block *)q;
 }
 
 static hm_span *header_of(const void *p, const char *func)
@@ -130,7 +129,8 @@ void hm_free_slow(void *p, const char *func)
     hm_purge_tick();
     return;
   }
-  hm_heap_free_block(h, s, small_block_of(s, p, func), p, func);
+  check_small_block(s, p, func);
+  hm_heap_free_block(h, s, p, func);
 }
 
 static size_t usable_of(hm_span *s, const void *p, const char *func)
@@ -140,7 +140,7 @@ static size_t usable_of(hm_span *s, const void *p, const char *func)
       hm_fatal(func, "invalid pointer", p);
     return hm_large_usable(s);
   }
-  small_block_of(s, p, func);
+  check_small_block(s, p, func);
   return s->block_size;
 }
 
@@ -150,8 +150,9 @@ static size_t usable_of(hm_span *s, const void *p, const char *func)
 static size_t live_usable_of(hm_span *s, const void *p, const char *func)
 {
   if (s->kind == HM_KIND_SMALL) {
-    hm_heap_check_live(hm_heap_thread(), s, small_block_of(s, p, func), p, func);
-    return usable_of(s, p, func);
+    size_t usable = usable_of(s, p, func);
+    hm_heap_check_live(hm_heap_thread(), s, p, func);
+    return usable;
   }
   /* A purged header of a freed run reads as zeros (hm_large_free). */
   if (s->kind != HM_KIND_LARGE && s->kind != HM_KIND_HUGE)

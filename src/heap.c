@@ -636,7 +636,7 @@ void hm_heap_trim(void)
 
 /* ---- Free --------------------------------------------------------------- */
 
-static bool is_double_free(hm_heap *h, hm_span *s, hm_block *b)
+static bool is_double_free(hm_heap *h, hm_span *s, const hm_block *b)
 {
   if (b->key != hm_free_key)
     return false;
@@ -679,15 +679,16 @@ static void free_into_parked(hm_heap *h, hm_span *s)
     hm_heap_span_unused(h, s);
 }
 
-void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
+void hm_heap_check_live(hm_heap *h, hm_span *s, const void *p, const char *func)
 {
-  if (is_double_free(h, s, b))
+  if (is_double_free(h, s, p))
     hm_fatal(func, "double free", p);
 }
 
-void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func)
+void hm_heap_free_block(hm_heap *h, hm_span *s, void *p, const char *func)
 {
-  hm_heap_check_live(h, s, b, p, func);
+  hm_block *b = p;
+  hm_heap_check_live(h, s, p, func);
   uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if ((owner & ~HM_OWNER_PARKED) == (uintptr_t)h && usable(h)) {
     b->next = s->local_free;

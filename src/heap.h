@@ -163,9 +163,9 @@ void *hm_alloc_failed(hm_heap *h, size_t size, size_t align, uint64_t *old_key);
 /* A trim: the calling thread's heap lets go of its unused spans at once,
  * the other threads' at their next slow path. */
 void hm_heap_trim(void);
-/* Aborts, naming `func` and `p`, if block `b` of small span `s` is free
+/* Aborts, naming `func` and `p`, if block `p` of small span `s` is free
  * (as far as heap `h`, the caller's, can tell: see is_double_free). */
-void hm_heap_check_live(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
+void hm_heap_check_live(hm_heap *h, hm_span *s, const void *p, const char *func);
 /* Waits until no thread's heap announces a read section that began
  * before grace period `period` (rcu.c). */
 void hm_heap_wait_readers(uint64_t period);
@@ -173,8 +173,9 @@ void hm_heap_wait_readers(uint64_t period);
  * (a first malloc in the last round of key destructors sets the hook too
  * late for it to run). One caller at a time: the purge lock's holder. */
 void hm_heap_reclaim_orphans(void);
-/* Frees a block of a small span, checked and located by the caller. */
-void hm_heap_free_block(hm_heap *h, hm_span *s, hm_block *b, const void *p, const char *func);
+/* Frees block `p` of small span `s`, checked by the caller to be a block
+ * start. */
+void hm_heap_free_block(hm_heap *h, hm_span *s, void *p, const char *func);
 /* The owner's free made span `s` unused (its `used` reached 0). */
 void hm_heap_span_unused(hm_heap *h, hm_span *s);
 /* A remote free woke span `s` of heap `h`: onto its inbox. */
